@@ -1,0 +1,286 @@
+"""The export bundle: open, verify and describe it; write its manifest.
+
+A bundle is a directory (or a .tar.gz of one) holding `model.tflite`, `labels.csv`,
+`melspec.wasm`, `feature_spec.json`, `MODEL_CARD.md` and `manifest.json`. The manifest
+lists the sha256 of every other file; `open_bundle` refuses a bundle whose files do not
+match it. `write_manifest` is what the exporter in `birdlab` calls to produce it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.spec import SPEC_FILENAME, FeatureSpec, SpecError
+
+BUNDLE_FORMAT = "birdlab-bundle"
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_FILENAME = "manifest.json"
+MODEL_FILENAME = "model.tflite"
+LABELS_FILENAME = "labels.csv"
+WASM_FILENAME = "melspec.wasm"
+MODEL_CARD_FILENAME = "MODEL_CARD.md"
+REQUIRED_FILES = (MODEL_FILENAME, LABELS_FILENAME, WASM_FILENAME, SPEC_FILENAME)
+LABEL_COLUMNS = ("index", "ebird_code", "scientific_name", "common_name")
+VARIANTS = ("f32", "f16", "int8")
+REQUIRED_MANIFEST_FIELDS = ("model_id", "run_id", "variant", "threshold")
+_HASH_BLOCK_BYTES = 1 << 20
+
+
+class BundleError(Exception):
+    """The bundle cannot be used; the message names the file and says what to do."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One model output: its index in the output vector and the species it stands for."""
+
+    index: int
+    ebird_code: str
+    scientific_name: str
+    common_name: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle. Every file listed in the manifest matched its sha256 when opened."""
+
+    root: Path
+    """Directory holding the bundle files (the unpack directory for a .tar.gz)."""
+    manifest: dict[str, Any]
+    """manifest.json as parsed."""
+    spec: FeatureSpec
+    """The feature spec the model was trained with."""
+    labels: tuple[Label, ...]
+    """Model outputs in order: labels[i] is output i."""
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / MODEL_FILENAME
+
+    @property
+    def wasm_path(self) -> Path:
+        return self.root / WASM_FILENAME
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model_id"])
+
+    @property
+    def model_sha256(self) -> str:
+        return str(self.manifest["files"][MODEL_FILENAME])
+
+    @property
+    def threshold(self) -> float:
+        """Default detection threshold chosen on validation data by the exporter."""
+        return float(self.manifest["threshold"])
+
+    @property
+    def variant(self) -> str:
+        return str(self.manifest["variant"])
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _short(hex_digest: str) -> str:
+    return hex_digest[:4] + "…"
+
+
+def default_unpack_dir() -> Path:
+    """Where .tar.gz bundles are unpacked: $EDGE_RUNTIME_CACHE_DIR/bundles, else ~/.cache/birdlab-edge/bundles."""
+    if os.environ.get("EDGE_RUNTIME_CACHE_DIR"):
+        return Path(os.environ["EDGE_RUNTIME_CACHE_DIR"]) / "bundles"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "birdlab-edge" / "bundles"
+
+
+def _unpack_tar_gz(archive: Path, *, unpack_dir: Path) -> Path:
+    """Unpack `archive` once into unpack_dir/<sha256 of archive>/ and return the bundle directory.
+
+    The archive may hold the files at its top level or inside one directory. Members
+    that are not plain files or directories, or that would land outside the target,
+    are refused (tarfile's 'data' filter).
+    """
+    archive_sha = sha256_file(archive)
+    target = unpack_dir / archive_sha[:16]
+    if not (target / ".complete").exists():
+        tmp = unpack_dir / f".{archive_sha[:16]}.{os.getpid()}.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BundleError(f"{archive}: cannot unpack the bundle archive ({exc}); re-copy the bundle") from None
+        (tmp / ".complete").write_text(archive_sha + "\n", encoding="utf-8")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process unpacked it first
+            if not (target / ".complete").exists():
+                raise
+    if (target / MANIFEST_FILENAME).exists():
+        return target
+    subdirs = [p for p in target.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / MANIFEST_FILENAME).exists():
+        return subdirs[0]
+    raise BundleError(f"{archive}: no {MANIFEST_FILENAME} at the top of the archive or in its only directory")
+
+
+def read_labels(path: Path) -> tuple[Label, ...]:
+    """Parse labels.csv (index,ebird_code,scientific_name,common_name); indices must be 0..n-1 in order."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read labels ({exc.strerror})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != LABEL_COLUMNS:
+        raise BundleError(f"{path}: header must be {','.join(LABEL_COLUMNS)}, got {reader.fieldnames}")
+    labels = []
+    for row_number, row in enumerate(reader, start=2):
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            raise BundleError(f"{path}, line {row_number}: index {row['index']!r} is not an integer") from None
+        if index != len(labels):
+            raise BundleError(f"{path}, line {row_number}: index {index} out of order (expected {len(labels)})")
+        if not row["ebird_code"]:
+            raise BundleError(f"{path}, line {row_number}: empty ebird_code")
+        labels.append(Label(index, row["ebird_code"], row["scientific_name"] or "", row["common_name"] or ""))
+    if not labels:
+        raise BundleError(f"{path}: no labels")
+    return tuple(labels)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST_FILENAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{root}: no {MANIFEST_FILENAME}; this is not a birdlab bundle (export one with birdlab)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable manifest ({exc}); re-export or re-copy the bundle") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: 'format' must be {BUNDLE_FORMAT!r}; this is not a birdlab bundle")
+    if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: format_version {manifest.get('format_version')!r} is not supported "
+            f"(this runtime reads {BUNDLE_FORMAT_VERSION}); update edge_runtime or re-export"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise BundleError(f"{path}: 'files' must map file names to sha256 hex strings")
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"{path}: 'files' does not list {name}; re-export the bundle")
+    for name in REQUIRED_MANIFEST_FIELDS:
+        if name not in manifest:
+            raise BundleError(f"{path}: missing field {name!r}; re-export the bundle")
+    threshold = manifest["threshold"]
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 < threshold < 1.0:
+        raise BundleError(f"{path}: 'threshold' must be a number in (0, 1), got {threshold!r}")
+    if manifest["variant"] not in VARIANTS:
+        raise BundleError(f"{path}: 'variant' must be one of {VARIANTS}, got {manifest['variant']!r}")
+    return manifest
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Raise BundleError unless every file in manifest['files'] exists and matches its sha256."""
+    for name, expected in sorted(manifest["files"].items()):
+        path = root / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{MANIFEST_FILENAME}: file name {name!r} leaves the bundle directory")
+        if not path.is_file():
+            raise BundleError(f"{name}: listed in the manifest but missing from {root}; re-copy the bundle")
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise BundleError(
+                f"{name}: sha256 mismatch (manifest {_short(expected)}, file {_short(actual)}); "
+                "re-export or re-copy the bundle"
+            )
+
+
+def open_bundle(path: str | Path, *, unpack_dir: Path | None = None) -> Bundle:
+    """Open and verify a bundle directory or .tar.gz; raise BundleError naming what is wrong.
+
+    Checks the manifest format, every file's sha256, the feature spec and labels.csv.
+    Model-level checks (input shape, output count) need an interpreter: see
+    `edge_runtime.check`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such bundle (give a bundle directory or .tar.gz)")
+    if path.is_file():
+        if not (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
+            raise BundleError(f"{path}: a bundle is a directory or a .tar.gz archive")
+        root = _unpack_tar_gz(path, unpack_dir=unpack_dir or default_unpack_dir())
+    else:
+        root = path
+    root = root.resolve()
+    manifest = _read_manifest(root)
+    verify_files(root, manifest)
+    try:
+        spec = FeatureSpec.load(root / SPEC_FILENAME)
+    except SpecError as exc:
+        raise BundleError(f"{SPEC_FILENAME}: {exc}") from None
+    labels = read_labels(root / LABELS_FILENAME)
+    return Bundle(root=root, manifest=manifest, spec=spec, labels=labels)
+
+
+def write_manifest(directory: str | Path, **fields: Any) -> Path:
+    """Write `directory/manifest.json` listing the sha256 of every other file in it.
+
+    fields: at least model_id, run_id, variant ('f32'|'f16'|'int8') and threshold;
+    usually also metrics, parity, equivalence, birdlab_version, git_commit. created_utc
+    defaults to now. `format`, `format_version` and `files` are set here.
+    Returns the manifest path. Raises BundleError for a missing required file or field.
+    """
+    directory = Path(directory)
+    missing = [name for name in REQUIRED_MANIFEST_FIELDS if name not in fields]
+    if missing:
+        raise BundleError(f"write_manifest({directory}): missing field(s) {missing}")
+    if fields["variant"] not in VARIANTS:
+        raise BundleError(f"write_manifest({directory}): variant must be one of {VARIANTS}, got {fields['variant']!r}")
+    threshold = fields["threshold"]
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
+        raise BundleError(f"write_manifest({directory}): threshold must be in (0, 1), got {threshold!r}")
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = path.relative_to(directory).as_posix()
+        if name != MANIFEST_FILENAME:
+            files[name] = sha256_file(path)
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"write_manifest({directory}): {name} is missing; write it before the manifest")
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "files": files,
+        "metrics": {},
+        "parity": {},
+        "equivalence": {},
+        "birdlab_version": "",
+        "git_commit": "",
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    manifest.update({k: v for k, v in fields.items() if k not in ("format", "format_version", "files")})
+    manifest["threshold"] = float(threshold)
+    path = directory / MANIFEST_FILENAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
