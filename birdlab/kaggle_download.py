@@ -1,0 +1,487 @@
+"""Fetch the species subset of BirdCLEF 2021 from Kaggle, resumably, without the whole ~30 GB.
+
+What is fetched, into the layout `birdlab.data` reads:
+
+    <dest>/train_metadata.csv, <dest>/train_soundscape_labels.csv      (skipped when present, unless refresh)
+    <dest>/train_short_audio/<code>/<filename>                          (only the subset's primary labels)
+    <dest>/train_soundscapes/<audio_id>_<site>_<date>.ogg               (all of them; found in the file listing)
+
+Every file arrives in a staging folder, is unzipped when Kaggle wrapped it in a zip, is written to
+`<final>.part` and then renamed onto `<final>`; so a file present with a non-zero size is complete, and a
+`.part` left by an interrupted run is simply redone. One failing file is recorded and the rest continue;
+missing credentials (HTTP 401) or unaccepted competition rules (HTTP 403) stop the run with a `UserError`
+that says what to do.
+
+The file-list logic is pure functions over a small `KaggleClient` protocol; `KaggleApiClient` is the adapter
+over the official `kaggle` package (2.x) that users run, and tests drive the same code with a fake client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol, TypeVar
+
+from birdlab import paths
+from birdlab.data import (
+    METADATA_CSV,
+    SHORT_AUDIO_DIR,
+    SOUNDSCAPE_LABELS_CSV,
+    SOUNDSCAPES_DIR,
+    BirdCLEF2021,
+    Recording,
+    parse_soundscape_name,
+)
+from birdlab.errors import DataFormatError, UserError
+from birdlab.species import load_species
+
+COMPETITION = "birdclef-2021"
+RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
+METADATA_FILES = (METADATA_CSV, SOUNDSCAPE_LABELS_CSV)
+LIST_PAGE_SIZE = 200
+"""Files per page of the competition listing (the kaggle package's default is 20)."""
+MAX_LIST_PAGES = 10_000
+"""Safety stop for a listing whose page tokens never end (BirdCLEF 2021 has ~63k files: ~315 pages of 200)."""
+PART_SUFFIX = ".part"
+STAGING_DIR = ".kaggle-staging"
+"""Folder under dest where the client drops each download before it is unzipped/renamed into place."""
+KAGGLE_MARKER_SUFFIXES = (".kaggle-partial",)
+"""Bookkeeping files the kaggle package may leave next to a download; never taken for the download itself."""
+
+CREDENTIALS_HELP = (
+    "Kaggle credentials not found. Create a token at kaggle.com -> Settings -> API -> Create New Token, then "
+    "save the downloaded kaggle.json as ~/.kaggle/kaggle.json (chmod 600 ~/.kaggle/kaggle.json) or set "
+    "KAGGLE_USERNAME and KAGGLE_KEY from it (a new-style API token can go in KAGGLE_API_TOKEN instead); "
+    f"also accept the competition rules at {RULES_URL} with the same account, then rerun."
+)
+REJECTED_CREDENTIALS_HELP = (
+    "Kaggle rejected the credentials (HTTP 401): the key in ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY "
+    "(or KAGGLE_API_TOKEN) is wrong, expired or revoked; create a new one at kaggle.com -> Settings -> API -> "
+    "Create New Token and rerun (files already downloaded are kept)."
+)
+RULES_HELP = (
+    f"Kaggle refused access to the {COMPETITION} data (HTTP 403): accept the competition rules at {RULES_URL} "
+    "while logged in with the same account as your API token, then rerun (files already downloaded are kept)."
+)
+_T = TypeVar("_T")
+
+
+# --- the client protocol -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One entry of a competition's file listing."""
+
+    name: str
+    """Path inside the competition, '/'-separated, e.g. 'train_soundscapes/10534_SSW_20170429.ogg'."""
+    size_bytes: int
+    """Size Kaggle reports (0 when unknown)."""
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a competition's file listing."""
+
+    files: tuple[RemoteFile, ...]
+    next_page_token: str | None
+    """Token of the next page; None or '' on the last page."""
+
+
+class KaggleClient(Protocol):
+    """The two calls the downloader needs. Errors carry the HTTP status as the kaggle package's do
+    (`exc.response.status_code`, or `exc.status` in kaggle 1.x)."""
+
+    def list_files(self, *, competition: str, page_token: str | None, page_size: int) -> FilePage:
+        """One page of the competition's files."""
+        ...
+
+    def download_file(self, *, competition: str, file_name: str, dest_dir: Path) -> Path:
+        """Download one competition file somewhere under dest_dir; returns the path it arrived at
+        (which may be '<name>.zip' when Kaggle wrapped it)."""
+        ...
+
+
+class KaggleApiClient:
+    """`KaggleClient` over the official `kaggle` package (2.x): `KaggleApi.competition_list_files(competition,
+    page_token=, page_size=)` and `KaggleApi.competition_download_file(competition, file_name, path=, force=,
+    quiet=)`."""
+
+    def __init__(self, api: object) -> None:
+        self._api = api
+
+    @classmethod
+    def connect(cls) -> KaggleApiClient:
+        """Authenticate with the user's Kaggle credentials; raises UserError (CREDENTIALS_HELP) without them.
+
+        Importing `kaggle` authenticates once and prints help on failure (then swallows it); that output is
+        hidden here and authenticate() is called again so that its failure can be reported properly.
+        """
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                from kaggle.api.kaggle_api_extended import KaggleApi
+            except ImportError as exc:
+                raise UserError(f"the kaggle package is missing ({exc}); install the lab extra: "
+                                "pip install -e '.[lab]'") from None
+            api = KaggleApi()
+            try:
+                api.authenticate()
+            except SystemExit:  # kaggle prints help and calls exit(1) when it finds no credentials
+                raise UserError(CREDENTIALS_HELP) from None
+            except Exception as exc:
+                raise UserError(f"kaggle could not use your credentials ({exc}). {CREDENTIALS_HELP}") from None
+        return cls(api)
+
+    def list_files(self, *, competition: str, page_token: str | None, page_size: int) -> FilePage:
+        response = self._api.competition_list_files(competition, page_token=page_token, page_size=page_size)
+        files = tuple(
+            RemoteFile(name=str(f.name), size_bytes=int(getattr(f, "total_bytes", 0) or 0))
+            for f in (response.files or ())
+            if f is not None and f.name
+        )
+        return FilePage(files=files, next_page_token=response.next_page_token or None)
+
+    def download_file(self, *, competition: str, file_name: str, dest_dir: Path) -> Path:
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._api.competition_download_file(competition, file_name, path=str(dest_dir), force=True, quiet=True)
+        return find_arrival(dest_dir, file_name=file_name)
+
+
+def connect_kaggle() -> KaggleClient:
+    """The real client (tests replace this function to inject a fake one)."""
+    return KaggleApiClient.connect()
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    name: str
+    """Competition path of the file, e.g. 'train_short_audio/mallar3/XC123.ogg'."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class DownloadReport:
+    """What one `download_subset` run did; names are competition paths relative to dest."""
+
+    dest: Path
+    species: tuple[str, ...]
+    """eBird codes of the subset."""
+    planned: tuple[str, ...]
+    """Every file this run wanted present (metadata, subset short audio, soundscapes)."""
+    downloaded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    """Already present with a non-zero size."""
+    failed: tuple[FailedFile, ...]
+    bytes_downloaded: int
+    species_without_recordings: tuple[str, ...] = ()
+    """Subset codes with no row in train_metadata.csv (a typo in the species CSV?)."""
+
+    def describe(self) -> str:
+        lines = [
+            f"BirdCLEF 2021 subset in {self.dest}: {len(self.species)} species, {len(self.planned)} files wanted",
+            f"  downloaded {len(self.downloaded)} ({self.bytes_downloaded / 1e6:.1f} MB), "
+            f"already present {len(self.skipped)}, failed {len(self.failed)}",
+        ]
+        if self.species_without_recordings:
+            lines.append("  species without any recording in train_metadata.csv: "
+                         + ", ".join(self.species_without_recordings))
+        for failure in self.failed:
+            lines.append(f"  FAILED {failure.name}: {failure.reason}")
+        if self.failed:
+            lines.append("  rerun the same command to retry the failed files (present files are skipped)")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Tally:
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    bytes_downloaded: int = 0
+
+
+# --- the file-list logic (pure) ------------------------------------------------------------------------------
+
+
+def short_audio_names(recordings: Iterable[Recording], *, species_codes: Iterable[str]) -> tuple[str, ...]:
+    """'train_short_audio/<code>/<filename>' for every recording whose primary label is in the subset.
+
+    Sorted and without duplicates. Raises DataFormatError for a label or file name that is not a plain name.
+    """
+    codes = frozenset(species_codes)
+    names = set()
+    for recording in recordings:
+        if recording.primary_label not in codes:
+            continue
+        for part in (recording.primary_label, recording.filename):
+            if not _is_plain_name(part):
+                raise DataFormatError(METADATA_CSV, None, f"{part!r} is not a plain file name (recording "
+                                      f"{recording.primary_label}/{recording.filename}); is the metadata intact?")
+        names.add(f"{SHORT_AUDIO_DIR}/{recording.primary_label}/{recording.filename}")
+    return tuple(sorted(names))
+
+
+def species_without_recordings(recordings: Iterable[Recording], *, species_codes: Sequence[str]) -> tuple[str, ...]:
+    """Subset codes that are no recording's primary label, in the subset's order."""
+    labels = {r.primary_label for r in recordings}
+    return tuple(code for code in species_codes if code not in labels)
+
+
+def is_soundscape_name(name: str) -> bool:
+    """True for 'train_soundscapes/<audio_id>_<site>_<YYYYMMDD>.ogg'."""
+    path = PurePosixPath(name)
+    if path.parent != PurePosixPath(SOUNDSCAPES_DIR) or path.suffix.lower() != ".ogg":
+        return False
+    try:
+        parse_soundscape_name(Path(path.name))
+    except DataFormatError:
+        return False
+    return True
+
+
+def soundscape_names(listing: Iterable[RemoteFile], *, audio_ids: Iterable[int] = ()) -> tuple[str, ...]:
+    """The train_soundscapes/ files of a (lazy) listing, sorted.
+
+    audio_ids: those of train_soundscape_labels.csv; once a file for each has been seen, the rest of the
+    listing is not read (listing all ~63k files of BirdCLEF 2021 takes hundreds of requests). Empty: read all.
+    """
+    wanted = set(audio_ids)
+    found = set()
+    for remote in listing:
+        if not is_soundscape_name(remote.name):
+            continue
+        found.add(remote.name)
+        wanted.discard(parse_soundscape_name(Path(PurePosixPath(remote.name).name)).audio_id)
+        if audio_ids and not wanted:
+            break
+    return tuple(sorted(found))
+
+
+def missing_audio_ids(names: Iterable[str], *, audio_ids: Iterable[int]) -> tuple[int, ...]:
+    """audio_ids (from the labels CSV) with no soundscape file among names."""
+    have = {parse_soundscape_name(Path(PurePosixPath(n).name)).audio_id for n in names}
+    return tuple(sorted(set(audio_ids) - have))
+
+
+def is_present(dest: Path, name: str) -> bool:
+    """A file counts as downloaded when it exists with a non-zero size (a crash leaves only '.part' files)."""
+    path = dest / name
+    return path.is_file() and path.stat().st_size > 0
+
+
+def iter_listing(client: KaggleClient, *, competition: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[RemoteFile]:
+    """Every file of the competition listing, page by page, fetched lazily.
+
+    An empty page that still carries a next-page token is followed (Kaggle has returned such pages,
+    kaggle-cli issue #836); a token seen twice ends the listing.
+    """
+    token: str | None = None
+    seen_tokens: set[str] = set()
+    for _ in range(MAX_LIST_PAGES):
+        page = _call_kaggle(client.list_files, competition=competition, page_token=token, page_size=page_size)
+        yield from page.files
+        token = page.next_page_token or None
+        if token is None or token in seen_tokens:
+            return
+        seen_tokens.add(token)
+
+
+# --- one file ------------------------------------------------------------------------------------------------
+
+
+def find_arrival(staging: Path, *, file_name: str) -> Path:
+    """The file a download left in staging: '<staging>/<file_name>', its '.zip', or the only file there."""
+    for candidate in (staging / file_name, staging / f"{file_name}.zip"):
+        if candidate.is_file():
+            return candidate
+    found = [p for p in staging.rglob("*") if p.is_file() and not p.name.endswith(KAGGLE_MARKER_SUFFIXES)]
+    if len(found) != 1:
+        raise OSError(f"expected one downloaded file for {file_name} in {staging}, found {len(found)}")
+    return found[0]
+
+
+def _is_zip_wrapper(arrived: Path, *, file_name: str) -> bool:
+    """Kaggle serves large files zipped: a request for 'x.csv' arrives as 'x.csv.zip'."""
+    requested = PurePosixPath(file_name).name
+    return arrived.name == f"{requested}.zip" and not requested.lower().endswith(".zip")
+
+
+def _unzip_one(archive: Path, *, file_name: str, out: Path) -> None:
+    """Write the member of a Kaggle zip wrapper that is file_name to out."""
+    requested = PurePosixPath(file_name).name
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.infolist() if not m.is_dir()]
+            if len(members) != 1:
+                members = [m for m in members if PurePosixPath(m.filename).name == requested]
+            if len(members) != 1:
+                raise OSError(f"the zip Kaggle sent for {file_name} does not hold exactly one {requested}")
+            with z.open(members[0]) as source, out.open("wb") as target:
+                shutil.copyfileobj(source, target)
+    except zipfile.BadZipFile as exc:
+        raise OSError(f"the zip Kaggle sent for {file_name} is corrupt ({exc})") from None
+
+
+def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path) -> int:
+    """Download one competition file to dest/name via a staging folder and dest/name.part; returns its size.
+
+    The final name appears only by an atomic rename of a complete, non-empty file.
+    """
+    final = dest / name
+    part = final.with_name(final.name + PART_SUFFIX)
+    staging = dest / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        arrived = _call_kaggle(client.download_file, competition=competition, file_name=name, dest_dir=staging)
+        part.unlink(missing_ok=True)
+        if _is_zip_wrapper(arrived, file_name=name):
+            _unzip_one(arrived, file_name=name, out=part)
+        else:
+            shutil.move(arrived, part)
+        size = part.stat().st_size
+        if size == 0:
+            raise OSError("Kaggle sent an empty file")
+        with part.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(part, final)
+        return size
+    except Exception:
+        part.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, dest: Path, tally: _Tally,
+               log: Callable[[str], None], refresh: bool = False) -> None:
+    """Fetch each missing name; a failure is recorded and the rest go on (access errors stop everything)."""
+    for i, name in enumerate(names, start=1):
+        if not refresh and is_present(dest, name):
+            tally.skipped.append(name)
+            continue
+        try:
+            size = fetch_file(client, competition=competition, name=name, dest=dest)
+        except UserError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            tally.failed.append(FailedFile(name=name, reason=reason))
+            log(f"[{i}/{len(names)}] {name}: FAILED ({reason})")
+            continue
+        tally.downloaded.append(name)
+        tally.bytes_downloaded += size
+        log(f"[{i}/{len(names)}] {name} ({size / 1e3:.0f} kB)")
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception from the kaggle package carries, if any."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) if response is not None else getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def access_error(status: int | None) -> UserError | None:
+    """The UserError for statuses that would fail every file (401, 403), else None."""
+    if status == 401:
+        return UserError(REJECTED_CREDENTIALS_HELP)
+    if status == 403:
+        return UserError(RULES_HELP)
+    return None
+
+
+def _call_kaggle(call: Callable[..., _T], /, **kwargs: object) -> _T:
+    """call(**kwargs), one client call, with 401/403 turned into the UserError that says what to do."""
+    try:
+        return call(**kwargs)
+    except UserError:
+        raise
+    except Exception as exc:
+        error = access_error(http_status(exc))
+        if error is not None:
+            raise error from exc
+        raise
+
+
+# --- the job -------------------------------------------------------------------------------------------------
+
+
+def _print_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def download_subset(
+    *,
+    dest: str | Path,
+    species_csv: str | Path | None = None,
+    soundscapes: bool = True,
+    client: KaggleClient | None = None,
+    refresh_metadata: bool = False,
+    competition: str = COMPETITION,
+    list_page_size: int = LIST_PAGE_SIZE,
+    log: Callable[[str], None] | None = None,
+) -> DownloadReport:
+    """Fetch the subset of BirdCLEF 2021 named by species_csv into dest (see the module docstring).
+
+    species_csv: default data/brittany_species.csv. client: default the real Kaggle client (needs credentials).
+    refresh_metadata: download the two metadata CSVs again even when present.
+    log: one line per downloaded/failed file (default: stderr).
+    Raises UserError for missing/rejected credentials, unaccepted rules, or metadata that cannot be fetched.
+    """
+    dest = Path(dest)
+    log = log or _print_stderr
+    species = load_species(species_csv or paths.BRITTANY_SPECIES_CSV)
+    codes = tuple(s.ebird_code for s in species)
+    dest.mkdir(parents=True, exist_ok=True)
+    client = client if client is not None else connect_kaggle()
+    tally = _Tally()
+
+    metadata = METADATA_FILES if soundscapes else (METADATA_CSV,)
+    _fetch_all(client, metadata, competition=competition, dest=dest, tally=tally, log=log, refresh=refresh_metadata)
+    if tally.failed:
+        reasons = "; ".join(f"{f.name}: {f.reason}" for f in tally.failed)
+        raise UserError(f"could not fetch the metadata into {dest} ({reasons}); nothing else was downloaded, "
+                        "rerun the command later")
+
+    dataset = BirdCLEF2021(dest)
+    recordings = dataset.recordings()
+    planned = list(metadata) + list(short_audio_names(recordings, species_codes=codes))
+    if soundscapes:
+        audio_ids = sorted({row.audio_id for row in dataset.soundscape_rows()})
+        listing = iter_listing(client, competition=competition, page_size=list_page_size)
+        found = soundscape_names(listing, audio_ids=audio_ids)
+        planned += found
+        for audio_id in missing_audio_ids(found, audio_ids=audio_ids):
+            tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{audio_id}_*.ogg",
+                                           reason=f"audio_id {audio_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
+                                                  "the competition's file listing"))
+    _fetch_all(client, planned[len(metadata):], competition=competition, dest=dest, tally=tally, log=log)
+
+    return DownloadReport(
+        dest=dest,
+        species=codes,
+        planned=tuple(planned),
+        downloaded=tuple(tally.downloaded),
+        skipped=tuple(tally.skipped),
+        failed=tuple(tally.failed),
+        bytes_downloaded=tally.bytes_downloaded,
+        species_without_recordings=species_without_recordings(recordings, species_codes=codes),
+    )
+
+
+def _is_plain_name(text: str) -> bool:
+    return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text and "\0" not in text
