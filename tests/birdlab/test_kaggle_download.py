@@ -38,7 +38,6 @@ from birdlab.kaggle_download import (
 from birdlab.paths import REPO_ROOT
 from birdlab.species import birdclef2021_codes, load_species
 
-SEED = 20210601
 SUBSET = tuple(s.ebird_code for s in load_species())
 OUTSIDE = tuple(c for c in birdclef2021_codes() if c not in SUBSET)[:2]
 SUBSET_RECORDINGS = {SUBSET[0]: 3, SUBSET[1]: 2}
@@ -120,11 +119,6 @@ def labels_csv() -> bytes:
         rows += [f"{audio_id}_{site}_5,{site},{audio_id},5,nocall",
                  f"{audio_id}_{site}_10,{site},{audio_id},10,{SUBSET[0]} {OUTSIDE[0]}"]
     return ("\n".join(rows) + "\n").encode()
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(SEED)
 
 
 @pytest.fixture
