@@ -63,11 +63,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--dest", type=Path, default=Path("data/raw/birdclef-2021"), help="output directory")
     d.add_argument("--species", type=Path, default=None, help="species CSV (default: data/brittany_species.csv)")
     d.add_argument("--no-soundscapes", action="store_true", help="skip train_soundscapes/")
+    d.add_argument("--refresh", action="store_true", help="download the two metadata CSVs again even when present")
 
     def run_download(args: argparse.Namespace) -> int:
         from birdlab.kaggle_download import download_subset
 
-        report = download_subset(dest=args.dest, species_csv=args.species, soundscapes=not args.no_soundscapes)
+        report = download_subset(
+            dest=args.dest, species_csv=args.species, soundscapes=not args.no_soundscapes,
+            refresh_metadata=args.refresh,
+        )
         print(report.describe())
         return 0 if not report.failed else 1
 

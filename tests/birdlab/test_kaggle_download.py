@@ -425,6 +425,11 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
     assert fake.requested[-1] == subset_audio[0]
     assert "downloaded 1" in capsys.readouterr().out
 
+    fake.requested.clear()
+    assert main(["data", "download", "--dest", str(dest), "--no-soundscapes", "--refresh"]) == 0
+    assert fake.requested == ["train_metadata.csv"]
+    capsys.readouterr()
+
     fake.errors[SOUNDSCAPES[0]] = http_error(403)
     (dest / SOUNDSCAPES[0]).unlink()
     assert main(["data", "download", "--dest", str(dest)]) == 2
