@@ -78,10 +78,90 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_download)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="TFLite variants (f32/f16/int8) of a run, audit, equivalence, and a bundle")
+    p.add_argument("--run", type=Path, required=True, help="run directory written by training (runs/NAME)")
+    p.add_argument("--out", type=Path, default=None, help="bundle directory (default: export/<run name>)")
+    p.add_argument("--variant", choices=("f32", "f16", "int8"), default="f32", help="variant shipped as model.tflite")
+    p.add_argument("--floor", default="1.15.0", help="oldest TF Lite runtime the model must load on")
+
+    def run(args: argparse.Namespace) -> int:
+        from birdlab.bundle import export_run
+
+        result = export_run(run_dir=args.run, out_dir=args.out, variant=args.variant, floor=args.floor)
+        print(result.to_text())
+        return 0 if result.ok else 1
+
+    p.set_defaults(handler=run)
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="list a .tflite model's ops and check them against a TF Lite runtime floor")
+    p.add_argument("model", type=Path, help="the .tflite file")
+    p.add_argument("--floor", default="1.15.0", help="oldest TF Lite runtime to support (default 1.15.0, tflite-rs)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+
+    def run(args: argparse.Namespace) -> int:
+        from birdlab.tflite_audit import audit_tflite
+
+        report = audit_tflite(args.model, floor=args.floor)
+        print(report.to_text())
+        if args.json:
+            args.json.write_text(report.to_json(), encoding="utf-8")
+        return 0 if report.ok else 1
+
+    p.set_defaults(handler=run)
+
+
+def _add_compat(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compat", help="run each exported variant on every installable TFLite/ONNX runtime")
+    p.add_argument("bundle", type=Path, help="bundle directory written by `export` (export/NAME)")
+    p.add_argument("--runtime", action="append", default=None, help="only these runtimes (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="where compat.json and compat.md go")
+
+    def run(args: argparse.Namespace) -> int:
+        from birdlab.compat import run_compat
+
+        matrix = run_compat(bundle_dir=args.bundle, runtimes=args.runtime, out_dir=args.out)
+        print(matrix.to_markdown())
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _add_bundle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="verify or pack an export bundle")
+    bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
+    v = bundle_sub.add_parser("verify", help="check every file against manifest.json")
+    v.add_argument("dir", type=Path, help="bundle directory or .tar.gz")
+    k = bundle_sub.add_parser("pack", help="write a deterministic DIR.tar.gz")
+    k.add_argument("dir", type=Path, help="bundle directory")
+    k.add_argument("--out", type=Path, default=None, help="archive path (default: DIR.tar.gz)")
+
+    def run_verify(args: argparse.Namespace) -> int:
+        from birdlab.bundle import verify_bundle
+
+        print(verify_bundle(args.dir))
+        return 0
+
+    def run_pack(args: argparse.Namespace) -> int:
+        from birdlab.bundle import pack_bundle
+
+        print(pack_bundle(args.dir, out=args.out))
+        return 0
+
+    v.set_defaults(handler=run_verify)
+    k.set_defaults(handler=run_pack)
+
+
 # Each entry adds one subcommand. Add yours here, in the order of `python -m birdlab --help`.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
+    _add_export,
+    _add_audit,
+    _add_compat,
+    _add_bundle,
 ]
 
 
