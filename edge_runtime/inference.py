@@ -86,17 +86,21 @@ class TFLiteModel:
         return TensorInfo(tuple(int(d) for d in self._output["shape"]), np.dtype(self._output["dtype"]).name)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """batch: float32 (b, n_mels, frames, 1) log-mel dB. Returns float32 (b, n_outputs)."""
+        """batch: float32 (b, n_mels, frames, 1) log-mel dB. Returns float32 (b, n_outputs).
+
+        Models are exported with a fixed batch size (1): larger batches run row by row.
+        """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         expected = self.input_info.shape[1:]
         if batch.shape[1:] != expected:
             raise InferenceError(f"{self.path}: input shape {batch.shape[1:]} does not match the model's {expected}")
-        if batch.shape[0] != self._batch:
-            self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
-            self._interpreter.allocate_tensors()
-            self._input = self._interpreter.get_input_details()[0]
-            self._output = self._interpreter.get_output_details()[0]
-            self._batch = batch.shape[0]
+        if batch.shape[0] == self._batch:
+            return self._invoke(batch)
+        if self._batch != 1:
+            raise InferenceError(f"{self.path}: the model takes batches of {self._batch}, got {batch.shape[0]}")
+        return np.concatenate([self._invoke(batch[i : i + 1]) for i in range(batch.shape[0])])
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
         return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.outbox import OutboxSettings
+
 ENV_PREFIX = "EDGE_RUNTIME_"
 SINK_KINDS = ("stdout", "jsonl:PATH", "http(s)://URL")
 STDIN_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
@@ -90,8 +92,8 @@ class EdgeSettings:
     token_file: Path | None = _setting(None, "path", "file (mode 0600) holding the sink's bearer token", metavar="PATH")
     batch_size: int = _setting(50, "int", "detections per HTTP POST")
     http_timeout_seconds: float = _setting(10.0, "float", "timeout of one HTTP request")
-    outbox_max_rows: int = _setting(100_000, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
-    outbox_max_bytes: int = _setting(50_000_000, "int", "outbox bound in bytes of detection JSON; oldest dropped beyond")
+    outbox_max_rows: int = _setting(OutboxSettings.max_rows, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
+    outbox_max_bytes: int = _setting(OutboxSettings.max_bytes, "int", "outbox bound in bytes of detection JSON; oldest dropped beyond")
     shutdown_flush_seconds: float = _setting(10.0, "float",
                                              "on SIGTERM/SIGINT, try this long to deliver what is pending")
     log_format: str = _setting("text", "str", "log lines as 'text' or 'json' (one object per line) on stderr")

@@ -24,7 +24,7 @@ class RunStatus:
     """starting | running | stopping | stopped."""
     started_utc: str = ""
     files_done: int = 0
-    """Files (file: and dir: sources) read to the end, good or not: files_ok + files_failed."""
+    """Files (file: and dir: sources) analysed to the end without error."""
     files_failed: int = 0
     """Files refused with an error (corrupt, truncated, empty, non-finite ...)."""
     windows_processed: int = 0

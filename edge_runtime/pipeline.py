@@ -1,0 +1,338 @@
+"""The pipeline: sources -> sliding windows -> WASM log-mel -> TFLite -> detections -> outbox.
+
+Each source runs in its own producer thread (reading and windowing audio); one consumer
+(the caller's thread) runs the frontend and the model on each window, turns the model
+output into detections (thresholds global and per species, include/exclude lists,
+top-N) and commits them to the outbox before anything is sent. A stop event (SIGTERM,
+SIGINT) lets the current window finish; then the caller flushes and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
+
+from edge_runtime.audio import AudioError
+from edge_runtime.bundle import Bundle, Label
+from edge_runtime.detection import Detection, stable_detection_id, utc_iso
+from edge_runtime.inference import TFLiteModel
+from edge_runtime.outbox import Outbox
+from edge_runtime.settings import EdgeSettings
+from edge_runtime.sources import AudioItem, DoneFiles, SourceError, SourceSpec, items_of, parse_source
+from edge_runtime.spec import FeatureSpec
+from edge_runtime.status import RunStatus, StatusWriter
+from edge_runtime.windows import Window, sliding_windows, step_samples_for
+
+log = logging.getLogger("edge_runtime.pipeline")
+
+QUEUE_WINDOWS = 16
+"""Windows buffered between the producers and the consumer (bounds memory: 16 x 640 kB at 32 kHz)."""
+PRODUCER_JOIN_SECONDS = 2.0
+"""How long to wait for a producer thread at the end (stdin may block in read forever)."""
+
+
+class Frontend(Protocol):
+    """What the pipeline needs from a log-mel frontend (edge_runtime.frontend.MelFrontend)."""
+
+    def log_mel(self, samples: np.ndarray) -> np.ndarray:  # float32 (n,) -> float32 (n_mels, n_frames)
+        ...
+
+
+@dataclass(frozen=True)
+class DetectionPolicy:
+    """Which model outputs become detections."""
+
+    threshold: float
+    """Global confidence threshold: a species is reported when confidence >= its threshold."""
+    species_thresholds: Mapping[str, float] = field(default_factory=dict)
+    """Per-species thresholds (eBird code -> threshold) overriding the global one."""
+    top_n: int = 0
+    """Report at most this many species per window, highest confidence first (0 = no limit)."""
+    include: frozenset[str] = frozenset()
+    """When non-empty, only these eBird codes are reported."""
+    exclude: frozenset[str] = frozenset()
+    """These eBird codes are never reported."""
+
+    @classmethod
+    def from_settings(cls, settings: EdgeSettings, *, bundle: Bundle) -> DetectionPolicy:
+        """The policy of `settings`; unknown eBird codes in any list are a SettingsError-style ValueError."""
+        known = {label.ebird_code for label in bundle.labels}
+        for name, codes in (("species_thresholds", [c for c, _ in settings.species_thresholds]),
+                            ("include_species", settings.include_species),
+                            ("exclude_species", settings.exclude_species)):
+            unknown = sorted(set(codes) - known)
+            if unknown:
+                raise ValueError(f"setting {name}: {unknown} are not labels of the bundle (known: {sorted(known)})")
+        return cls(
+            threshold=settings.threshold if settings.threshold is not None else bundle.threshold,
+            species_thresholds=settings.species_threshold_map(),
+            top_n=settings.top_n,
+            include=frozenset(settings.include_species),
+            exclude=frozenset(settings.exclude_species),
+        )
+
+    def thresholds(self, labels: Sequence[Label]) -> np.ndarray:
+        """float64 (n_labels,): the threshold of each output."""
+        return np.array([self.species_thresholds.get(lb.ebird_code, self.threshold) for lb in labels], dtype=np.float64)
+
+    def select(self, probabilities: np.ndarray, labels: Sequence[Label]) -> list[tuple[Label, float]]:
+        """probabilities: (n_labels,) of one window. Returns [(label, confidence)], highest first."""
+        probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        if probabilities.size != len(labels):
+            raise ValueError(f"model gave {probabilities.size} outputs for {len(labels)} labels")
+        hits = np.flatnonzero(probabilities >= self.thresholds(labels))
+        picks = [
+            (labels[i], float(probabilities[i]))
+            for i in hits
+            if (not self.include or labels[i].ebird_code in self.include) and labels[i].ebird_code not in self.exclude
+        ]
+        picks.sort(key=lambda pick: (-pick[1], pick[0].index))
+        return picks[: self.top_n] if self.top_n else picks
+
+
+class WindowAnalyzer:
+    """Frontend + model for one window, with the time spent in each (seconds, cumulative)."""
+
+    def __init__(self, *, frontend: Frontend, model: TFLiteModel, spec: FeatureSpec) -> None:
+        self.frontend = frontend
+        self.model = model
+        self.spec = spec
+        self.frontend_seconds = 0.0
+        self.model_seconds = 0.0
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """samples: float32 (clip_samples,). Returns float32 (n_outputs,)."""
+        t0 = time.perf_counter()
+        features = self.frontend.log_mel(np.ascontiguousarray(samples, dtype=np.float32))
+        t1 = time.perf_counter()
+        expected = self.spec.input_shape[:2]
+        if features.shape != expected:
+            raise ValueError(f"frontend returned shape {features.shape}, the model needs {expected}")
+        out = self.model.predict(features[np.newaxis, :, :, np.newaxis])[0]
+        t2 = time.perf_counter()
+        self.frontend_seconds += t1 - t0
+        self.model_seconds += t2 - t1
+        return out
+
+
+def make_detections(picks: Iterable[tuple[Label, float]], *, item: AudioItem, window: Window, bundle: Bundle,
+                    device_id: str) -> list[Detection]:
+    """Detection objects for the picks of one window (stable ids: a re-processed window gives the same ids)."""
+    rate = bundle.spec.sample_rate_hz
+    offset_start = window.start_sample / rate
+    offset_end = (window.start_sample + window.valid_samples) / rate
+    start = item.start_utc + timedelta(seconds=offset_start)
+    end = item.start_utc + timedelta(seconds=offset_end)
+    window_key = f"{item.identity}@{window.start_sample}"
+    return [
+        Detection(
+            id=stable_detection_id(device_id=device_id, source=item.source, window_key=window_key,
+                                   ebird_code=label.ebird_code, model_sha256=bundle.model_sha256),
+            device_id=device_id,
+            source=item.source,
+            start_utc=utc_iso(start),
+            end_utc=utc_iso(end),
+            offset_start_s=round(offset_start, 6),
+            offset_end_s=round(offset_end, 6),
+            ebird_code=label.ebird_code,
+            scientific_name=label.scientific_name,
+            common_name=label.common_name,
+            confidence=round(confidence, 6),
+            model_id=bundle.model_id,
+            model_sha256=bundle.model_sha256,
+            spec_hash=bundle.spec.spec_hash,
+        )
+        for label, confidence in picks
+    ]
+
+
+# -- producers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WindowEvent:
+    item: AudioItem
+    window: Window
+
+
+@dataclass(frozen=True)
+class _ItemDone:
+    item: AudioItem
+    error: Exception | None
+
+
+@dataclass(frozen=True)
+class _SourceDone:
+    spec: SourceSpec
+    error: Exception | None
+
+
+def _put(events: queue.Queue, event: Any, stop: threading.Event) -> bool:
+    """Put unless stopping; False when the stop event was set first."""
+    while not stop.is_set():
+        try:
+            events.put(event, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, settings: EdgeSettings,
+             bundle: Bundle, done: DoneFiles | None, stdin_stream: BinaryIO | None) -> None:
+    """Producer thread of one source: items -> windows -> events."""
+    rate = bundle.spec.sample_rate_hz
+    clip = bundle.spec.clip_samples
+    step = step_samples_for(clip_samples=clip, overlap_seconds=settings.overlap_seconds, sample_rate_hz=rate)
+    try:
+        items = items_of(spec, sample_rate_hz=rate, stop=stop, done=done, poll_seconds=settings.dir_poll_seconds,
+                         stdin_rate_hz=settings.stdin_rate_hz, stdin_format=settings.stdin_format,
+                         stdin_channels=settings.stdin_channels, mic_rate_hz=settings.mic_rate_hz,
+                         mic_command=settings.mic_command, stdin_stream=stdin_stream)
+        for item in items:
+            error: Exception | None = None
+            try:
+                for window in sliding_windows(item.read_chunks(), clip_samples=clip, step_samples=step):
+                    if not _put(events, _WindowEvent(item, window), stop):
+                        return
+            except (AudioError, SourceError, OSError) as exc:
+                error = exc
+            if not _put(events, _ItemDone(item, error), stop):
+                return
+    except SourceError as exc:
+        _put(events, _SourceDone(spec, exc), stop)
+        return
+    except Exception as exc:  # noqa: BLE001 - a producer must always report, or the run would wait forever
+        log.exception("source %s failed", spec.text)
+        _put(events, _SourceDone(spec, exc), stop)
+        return
+    _put(events, _SourceDone(spec, None), stop)
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """One run of the pipeline over `sources`, committing detections to `outbox`.
+
+    `pump` (optional) is called between windows and while idle, e.g. to deliver what is pending.
+    """
+
+    settings: EdgeSettings
+    bundle: Bundle
+    analyzer: WindowAnalyzer
+    outbox: Outbox
+    status: RunStatus
+    status_writer: StatusWriter
+    stop: threading.Event
+    pump: Callable[[], None] | None = None
+    stdin_stream: BinaryIO | None = None
+
+    def run(self) -> RunStatus:
+        """Process every source until all are exhausted or `stop` is set; returns the status."""
+        specs = [parse_source(text) for text in self.settings.sources]
+        policy = DetectionPolicy.from_settings(self.settings, bundle=self.bundle)
+        device_id = self.settings.resolved_device_id
+        done = DoneFiles(self.settings.resolved_state) if any(s.kind == "dir" for s in specs) else None
+        events: queue.Queue = queue.Queue(maxsize=QUEUE_WINDOWS)
+        threads = [
+            threading.Thread(target=_produce, name=f"source {s.text}", daemon=True, args=(s, events, self.stop),
+                             kwargs={"settings": self.settings, "bundle": self.bundle, "done": done,
+                                     "stdin_stream": self.stdin_stream})
+            for s in specs
+        ]
+        self.status.state = "running"
+        for thread in threads:
+            thread.start()
+        remaining = len(specs)
+        failed_items: set[int] = set()
+        try:
+            while remaining and not self.stop.is_set():
+                self._idle_work()
+                try:
+                    event = events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if isinstance(event, _WindowEvent):
+                    if id(event.item) not in failed_items and not self._window(event, policy, device_id):
+                        failed_items.add(id(event.item))
+                elif isinstance(event, _ItemDone):
+                    self._item_done(event, failed=id(event.item) in failed_items)
+                    failed_items.discard(id(event.item))
+                else:
+                    remaining -= 1
+                    if event.error is not None:
+                        self._error(f"source {event.spec.text}: {event.error}")
+        finally:
+            self.status.state = "stopping"
+            for thread in threads:
+                thread.join(timeout=PRODUCER_JOIN_SECONDS)
+            if done is not None:
+                done.close()
+            self._refresh_outbox_counters()
+        return self.status
+
+    def _idle_work(self) -> None:
+        if self.pump is not None:
+            self.pump()
+        self._refresh_outbox_counters()
+        self.status_writer.maybe_write()
+
+    def _window(self, event: _WindowEvent, policy: DetectionPolicy, device_id: str) -> bool:
+        """Analyse one window and commit its detections; False (error logged) when the window failed."""
+        item, window = event.item, event.window
+        before = self.analyzer.frontend_seconds + self.analyzer.model_seconds
+        try:
+            probabilities = self.analyzer.probabilities(window.samples)
+        except Exception as exc:  # noqa: BLE001 - a bad window must not stop the device; the error is reported
+            self._error(f"{item.source}: window at {window.start_sample / self.bundle.spec.sample_rate_hz:.2f} s "
+                        f"failed ({type(exc).__name__}: {exc})")
+            return False
+        detections = make_detections(policy.select(probabilities, self.bundle.labels), item=item, window=window,
+                                     bundle=self.bundle, device_id=device_id)
+        if detections:
+            self.outbox.add(detections)
+        spent = self.analyzer.frontend_seconds + self.analyzer.model_seconds - before
+        self.status.windows_processed += 1
+        self.status.detections_total += len(detections)
+        self.status.add_compute(audio_seconds=window.valid_samples / self.bundle.spec.sample_rate_hz,
+                                compute_seconds=spent)
+        for d in detections:
+            log.info("detection %s %.3f %s +%.1fs", d.ebird_code, d.confidence, d.source, d.offset_start_s)
+        return True
+
+    def _item_done(self, event: _ItemDone, *, failed: bool) -> None:
+        item = event.item
+        ok = event.error is None and not failed
+        if event.error is not None:
+            self._error(f"{event.error}" if isinstance(event.error, AudioError) else f"{item.source}: {event.error}")
+        if item.is_file:
+            if ok:
+                self.status.files_done += 1
+                log.info("done %s", item.source)
+            else:
+                self.status.files_failed += 1
+            if item.on_done is not None:
+                item.on_done(ok)
+
+    def _error(self, message: str) -> None:
+        log.error("%s", message)
+        self.status.errors += 1
+        self.status.last_error = message
+
+    def _refresh_outbox_counters(self) -> None:
+        stats = self.outbox.stats()
+        self.status.outbox_depth = stats.depth
+        self.status.dead_letters = stats.dead_letters
+        self.status.dead_letter_reason = stats.last_dead_letter_reason or ""
+        self.status.dropped_total = stats.dropped
+        self.status.delivered_total = stats.sent
