@@ -462,6 +462,7 @@ def download_subset(
     planned = list(metadata) + list(short_audio_names(recordings, species_codes=codes))
     if soundscapes:
         audio_ids = sorted({row.audio_id for row in dataset.soundscape_rows()})
+        log(f"listing the files of {competition} to find {SOUNDSCAPES_DIR}/ ...")
         listing = iter_listing(client, competition=competition, page_size=list_page_size)
         found = soundscape_names(listing, audio_ids=audio_ids)
         planned += found
@@ -469,7 +470,9 @@ def download_subset(
             tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{audio_id}_*.ogg",
                                            reason=f"audio_id {audio_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
                                                   "the competition's file listing"))
-    _fetch_all(client, planned[len(metadata):], competition=competition, dest=dest, tally=tally, log=log)
+    wanted = planned[len(metadata):]
+    log(f"{len(wanted)} audio files in the subset, {sum(not is_present(dest, n) for n in wanted)} to download")
+    _fetch_all(client, wanted, competition=competition, dest=dest, tally=tally, log=log)
 
     return DownloadReport(
         dest=dest,
