@@ -1,0 +1,267 @@
+// Mixed-radix Stockham FFT (decimation in frequency, self-sorting) and a real FFT on top.
+//
+// Stage s of a length-N transform splits the current sub-length L = p * m (p = radix):
+//   b_k = sum_r a_r w_p^(r k),  a_r = x[q + S (j + r m)],   y[q + S (p j + k)] = b_k w_L^(j k)
+// for j < m, q < S (S = product of earlier radices). After the last stage y is in natural order.
+#include "fft.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace melspec {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846264338327950288;
+
+inline Complex add(Complex a, Complex b) { return {a.re + b.re, a.im + b.im}; }
+inline Complex sub(Complex a, Complex b) { return {a.re - b.re, a.im - b.im}; }
+inline Complex mul(Complex a, Complex b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
+inline Complex scale(Complex a, double s) { return {a.re * s, a.im * s}; }
+// -i * a
+inline Complex mul_neg_i(Complex a) { return {a.im, -a.re}; }
+
+// exp(-2 pi i index / n), with the index reduced first so that the angle stays small.
+Complex unit_root(int64_t index, int64_t n) {
+  index %= n;
+  const double angle = -2.0 * kPi * static_cast<double>(index) / static_cast<double>(n);
+  return {cos(angle), sin(angle)};
+}
+
+void stage_radix2(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+  for (int32_t j = 0; j < m; ++j) {
+    const Complex w1 = tw[j];
+    for (int32_t q = 0; q < s; ++q) {
+      const Complex a0 = x[q + s * j];
+      const Complex a1 = x[q + s * (j + m)];
+      y[q + s * (2 * j)] = add(a0, a1);
+      y[q + s * (2 * j + 1)] = j == 0 ? sub(a0, a1) : mul(sub(a0, a1), w1);
+    }
+  }
+}
+
+void stage_radix3(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+  const double sin60 = 0.86602540378443864676372317075293618;
+  for (int32_t j = 0; j < m; ++j) {
+    const Complex w1 = tw[2 * j];
+    const Complex w2 = tw[2 * j + 1];
+    for (int32_t q = 0; q < s; ++q) {
+      const Complex a0 = x[q + s * j];
+      const Complex a1 = x[q + s * (j + m)];
+      const Complex a2 = x[q + s * (j + 2 * m)];
+      const Complex t1 = add(a1, a2);
+      const Complex t2 = scale(sub(a1, a2), sin60);
+      const Complex mid = sub(a0, scale(t1, 0.5));
+      const Complex b1 = add(mid, mul_neg_i(t2));
+      const Complex b2 = sub(mid, mul_neg_i(t2));
+      y[q + s * (3 * j)] = add(a0, t1);
+      y[q + s * (3 * j + 1)] = j == 0 ? b1 : mul(b1, w1);
+      y[q + s * (3 * j + 2)] = j == 0 ? b2 : mul(b2, w2);
+    }
+  }
+}
+
+void stage_radix4(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+  for (int32_t j = 0; j < m; ++j) {
+    const Complex w1 = tw[3 * j];
+    const Complex w2 = tw[3 * j + 1];
+    const Complex w3 = tw[3 * j + 2];
+    for (int32_t q = 0; q < s; ++q) {
+      const Complex a0 = x[q + s * j];
+      const Complex a1 = x[q + s * (j + m)];
+      const Complex a2 = x[q + s * (j + 2 * m)];
+      const Complex a3 = x[q + s * (j + 3 * m)];
+      const Complex t0 = add(a0, a2);
+      const Complex t1 = sub(a0, a2);
+      const Complex t2 = add(a1, a3);
+      const Complex t3 = mul_neg_i(sub(a1, a3));
+      Complex* out = y + q + s * (4 * j);
+      out[0] = add(t0, t2);
+      if (j == 0) {
+        out[s] = add(t1, t3);
+        out[2 * s] = sub(t0, t2);
+        out[3 * s] = sub(t1, t3);
+      } else {
+        out[s] = mul(add(t1, t3), w1);
+        out[2 * s] = mul(sub(t0, t2), w2);
+        out[3 * s] = mul(sub(t1, t3), w3);
+      }
+    }
+  }
+}
+
+void stage_radix5(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+  const double c1 = 0.30901699437494742410229341718281906;   // cos(2 pi / 5)
+  const double c2 = -0.80901699437494742410229341718281906;  // cos(4 pi / 5)
+  const double s1 = 0.95105651629515357211643933337938214;   // sin(2 pi / 5)
+  const double s2 = 0.58778525229247312916870595463907277;   // sin(4 pi / 5)
+  for (int32_t j = 0; j < m; ++j) {
+    const Complex* w = tw + 4 * j;
+    for (int32_t q = 0; q < s; ++q) {
+      const Complex a0 = x[q + s * j];
+      const Complex a1 = x[q + s * (j + m)];
+      const Complex a2 = x[q + s * (j + 2 * m)];
+      const Complex a3 = x[q + s * (j + 3 * m)];
+      const Complex a4 = x[q + s * (j + 4 * m)];
+      const Complex t1 = add(a1, a4);
+      const Complex t2 = add(a2, a3);
+      const Complex t3 = sub(a1, a4);
+      const Complex t4 = sub(a2, a3);
+      const Complex m1 = add(a0, add(scale(t1, c1), scale(t2, c2)));
+      const Complex m2 = add(a0, add(scale(t1, c2), scale(t2, c1)));
+      const Complex n1 = mul_neg_i(add(scale(t3, s1), scale(t4, s2)));
+      const Complex n2 = mul_neg_i(sub(scale(t3, s2), scale(t4, s1)));
+      Complex* out = y + q + s * (5 * j);
+      out[0] = add(a0, add(t1, t2));
+      if (j == 0) {
+        out[s] = add(m1, n1);
+        out[2 * s] = add(m2, n2);
+        out[3 * s] = sub(m2, n2);
+        out[4 * s] = sub(m1, n1);
+      } else {
+        out[s] = mul(add(m1, n1), w[0]);
+        out[2 * s] = mul(add(m2, n2), w[1]);
+        out[3 * s] = mul(sub(m2, n2), w[2]);
+        out[4 * s] = mul(sub(m1, n1), w[3]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool is_smooth_235(int32_t n) {
+  if (n < 1) return false;
+  const int32_t primes[3] = {2, 3, 5};
+  for (int32_t i = 0; i < 3; ++i) {
+    while (n % primes[i] == 0) n /= primes[i];
+  }
+  return n == 1;
+}
+
+bool complex_fft_init(ComplexFft* plan, int32_t n) {
+  *plan = ComplexFft{};
+  if (!is_smooth_235(n)) return false;
+  // Radix order: 4s first, then 2, 3, 5.
+  int32_t rest = n;
+  int32_t n_stages = 0;
+  while (rest % 4 == 0) { plan->radix[n_stages++] = 4; rest /= 4; }
+  while (rest % 2 == 0) { plan->radix[n_stages++] = 2; rest /= 2; }
+  while (rest % 3 == 0) { plan->radix[n_stages++] = 3; rest /= 3; }
+  while (rest % 5 == 0) { plan->radix[n_stages++] = 5; rest /= 5; }
+  plan->n = n;
+  plan->n_stages = n_stages;
+
+  int64_t n_twiddles = 0;
+  int32_t length = n;
+  for (int32_t st = 0; st < n_stages; ++st) {
+    const int32_t p = plan->radix[st];
+    const int32_t m = length / p;
+    plan->twiddle_offset[st] = static_cast<int32_t>(n_twiddles);
+    n_twiddles += static_cast<int64_t>(m) * (p - 1);
+    length = m;
+  }
+  plan->twiddles = static_cast<Complex*>(malloc(sizeof(Complex) * (n_twiddles > 0 ? n_twiddles : 1)));
+  plan->work = static_cast<Complex*>(malloc(sizeof(Complex) * n));
+  if (plan->twiddles == nullptr || plan->work == nullptr) {
+    complex_fft_free(plan);
+    return false;
+  }
+  length = n;
+  for (int32_t st = 0; st < n_stages; ++st) {
+    const int32_t p = plan->radix[st];
+    const int32_t m = length / p;
+    Complex* tw = plan->twiddles + plan->twiddle_offset[st];
+    for (int32_t j = 0; j < m; ++j) {
+      for (int32_t k = 1; k < p; ++k) tw[j * (p - 1) + (k - 1)] = unit_root(static_cast<int64_t>(j) * k, length);
+    }
+    length = m;
+  }
+  return true;
+}
+
+void complex_fft_free(ComplexFft* plan) {
+  free(plan->twiddles);
+  free(plan->work);
+  *plan = ComplexFft{};
+}
+
+void complex_fft_forward(const ComplexFft* plan, Complex* data) {
+  Complex* x = data;
+  Complex* y = plan->work;
+  int32_t length = plan->n;
+  int32_t stride = 1;
+  for (int32_t st = 0; st < plan->n_stages; ++st) {
+    const int32_t p = plan->radix[st];
+    const int32_t m = length / p;
+    const Complex* tw = plan->twiddles + plan->twiddle_offset[st];
+    switch (p) {
+      case 2: stage_radix2(x, y, tw, m, stride); break;
+      case 3: stage_radix3(x, y, tw, m, stride); break;
+      case 4: stage_radix4(x, y, tw, m, stride); break;
+      default: stage_radix5(x, y, tw, m, stride); break;
+    }
+    Complex* t = x;
+    x = y;
+    y = t;
+    length = m;
+    stride *= p;
+  }
+  if (x != data) memcpy(data, x, sizeof(Complex) * plan->n);
+}
+
+bool real_fft_init(RealFft* plan, int32_t n) {
+  *plan = RealFft{};
+  if (!is_smooth_235(n)) return false;
+  plan->n = n;
+  const bool even = n % 2 == 0;
+  const int32_t inner_n = even ? n / 2 : n;
+  if (!complex_fft_init(&plan->inner, inner_n)) return false;
+  plan->scratch = static_cast<Complex*>(malloc(sizeof(Complex) * inner_n));
+  if (plan->scratch == nullptr) {
+    real_fft_free(plan);
+    return false;
+  }
+  if (even) {
+    plan->post_twiddles = static_cast<Complex*>(malloc(sizeof(Complex) * inner_n));
+    if (plan->post_twiddles == nullptr) {
+      real_fft_free(plan);
+      return false;
+    }
+    for (int32_t k = 0; k < inner_n; ++k) plan->post_twiddles[k] = unit_root(k, n);
+  }
+  return true;
+}
+
+void real_fft_free(RealFft* plan) {
+  complex_fft_free(&plan->inner);
+  free(plan->post_twiddles);
+  free(plan->scratch);
+  *plan = RealFft{};
+}
+
+void real_fft_forward(const RealFft* plan, const double* input, Complex* output) {
+  const int32_t n = plan->n;
+  Complex* z = plan->scratch;
+  if (n % 2 != 0) {
+    for (int32_t j = 0; j < n; ++j) z[j] = {input[j], 0.0};
+    complex_fft_forward(&plan->inner, z);
+    for (int32_t k = 0; k <= n / 2; ++k) output[k] = z[k];
+    return;
+  }
+  // Pack even/odd samples as one complex sequence of n / 2 points, transform, then split.
+  const int32_t h = n / 2;
+  memcpy(z, input, sizeof(double) * n);
+  complex_fft_forward(&plan->inner, z);
+  output[0] = {z[0].re + z[0].im, 0.0};
+  output[h] = {z[0].re - z[0].im, 0.0};
+  for (int32_t k = 1; k < h; ++k) {
+    const Complex a = z[k];
+    const Complex b = {z[h - k].re, -z[h - k].im};  // conj(Z[h - k])
+    const Complex even_part = scale(add(a, b), 0.5);
+    const Complex odd_part = mul_neg_i(scale(sub(a, b), 0.5));  // (a - b) / (2 i)
+    output[k] = add(even_part, mul(plan->post_twiddles[k], odd_part));
+  }
+}
+
+}  // namespace melspec
