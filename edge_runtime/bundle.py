@@ -102,12 +102,17 @@ def _short(hex_digest: str) -> str:
     return hex_digest[:4] + "…"
 
 
-def default_unpack_dir() -> Path:
-    """Where .tar.gz bundles are unpacked: $EDGE_RUNTIME_CACHE_DIR/bundles, else ~/.cache/birdlab-edge/bundles."""
+def default_cache_dir() -> Path:
+    """The runtime's cache: $EDGE_RUNTIME_CACHE_DIR, else $XDG_CACHE_HOME/birdlab-edge, else ~/.cache/birdlab-edge."""
     if os.environ.get("EDGE_RUNTIME_CACHE_DIR"):
-        return Path(os.environ["EDGE_RUNTIME_CACHE_DIR"]) / "bundles"
+        return Path(os.environ["EDGE_RUNTIME_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "birdlab-edge" / "bundles"
+    return Path(base) / "birdlab-edge"
+
+
+def default_unpack_dir() -> Path:
+    """Where .tar.gz bundles are unpacked: <default_cache_dir()>/bundles."""
+    return default_cache_dir() / "bundles"
 
 
 def _unpack_tar_gz(archive: Path, *, unpack_dir: Path) -> Path:
@@ -347,7 +352,7 @@ def check_model(bundle: Bundle, *, input_shape: tuple[int, ...], input_dtype: st
 
 
 def check_bundle(path: str | Path, *, interpreter: str = "auto", num_threads: int = 1,
-                 frontend_timeout_seconds: float = 1.0, unpack_dir: Path | None = None) -> CheckReport:
+                 frontend_timeout_seconds: float = 0.5, unpack_dir: Path | None = None) -> CheckReport:
     """Every check of a bundle: checksums, model shape vs spec, labels vs outputs, wasm ABI, one silent window.
 
     Never raises for a bad bundle: each failure is a CheckItem with the reason.

@@ -224,7 +224,7 @@ def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, se
 class Pipeline:
     """One run of the pipeline over `sources`, committing detections to `outbox`.
 
-    `pump` (optional) is called between windows and while idle, e.g. to deliver what is pending.
+    `after_commit` (optional) is called after detections were committed, e.g. to wake the sender.
     """
 
     settings: EdgeSettings
@@ -234,7 +234,7 @@ class Pipeline:
     status: RunStatus
     status_writer: StatusWriter
     stop: threading.Event
-    pump: Callable[[], None] | None = None
+    after_commit: Callable[[], None] | None = None
     stdin_stream: BinaryIO | None = None
 
     def run(self) -> RunStatus:
@@ -278,14 +278,13 @@ class Pipeline:
                 thread.join(timeout=PRODUCER_JOIN_SECONDS)
             if done is not None:
                 done.close()
-            self._refresh_outbox_counters()
+            self.refresh_outbox_counters()
         return self.status
 
     def _idle_work(self) -> None:
-        if self.pump is not None:
-            self.pump()
-        self._refresh_outbox_counters()
-        self.status_writer.maybe_write()
+        if self.status_writer.due():
+            self.refresh_outbox_counters()
+            self.status_writer.write()
 
     def _window(self, event: _WindowEvent, policy: DetectionPolicy, device_id: str) -> bool:
         """Analyse one window and commit its detections; False (error logged) when the window failed."""
@@ -301,6 +300,8 @@ class Pipeline:
                                      bundle=self.bundle, device_id=device_id)
         if detections:
             self.outbox.add(detections)
+            if self.after_commit is not None:
+                self.after_commit()
         spent = self.analyzer.frontend_seconds + self.analyzer.model_seconds - before
         self.status.windows_processed += 1
         self.status.detections_total += len(detections)
@@ -329,7 +330,7 @@ class Pipeline:
         self.status.errors += 1
         self.status.last_error = message
 
-    def _refresh_outbox_counters(self) -> None:
+    def refresh_outbox_counters(self) -> None:
         stats = self.outbox.stats()
         self.status.outbox_depth = stats.depth
         self.status.dead_letters = stats.dead_letters

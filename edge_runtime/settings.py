@@ -77,7 +77,7 @@ class EdgeSettings:
     num_threads: int = _setting(1, "int", "TFLite interpreter threads")
     interpreter: str = _setting("auto", "str",
                                 "TFLite package: auto (ai_edge_litert, then tflite_runtime), ai_edge_litert, tflite_runtime")
-    frontend_timeout_seconds: float = _setting(1.0, "float",
+    frontend_timeout_seconds: float = _setting(0.5, "float",
                                                "the WASM frontend is stopped after this long on one window")
     stdin_rate_hz: int | None = _setting(None, "int", "sample rate of stdin PCM (default: the bundle's rate)")
     stdin_format: str = _setting("S16_LE", "str", "stdin PCM sample format: S16_LE, S32_LE or FLOAT_LE")
@@ -90,8 +90,13 @@ class EdgeSettings:
                                        "unchanged for 2 scans")
     token_env: str = _setting("EDGE_RUNTIME_TOKEN", "str", "environment variable holding the sink's bearer token")
     token_file: Path | None = _setting(None, "path", "file (mode 0600) holding the sink's bearer token", metavar="PATH")
-    batch_size: int = _setting(50, "int", "detections per HTTP POST")
+    ca_file: Path | None = _setting(None, "path", "PEM CA certificates for a receiver with a private CA",
+                                    metavar="PATH")
+    batch_size: int = _setting(50, "int", "detections per HTTP POST (1..1000)")
     http_timeout_seconds: float = _setting(10.0, "float", "timeout of one HTTP request")
+    retry_initial_seconds: float = _setting(2.0, "float",
+                                            "first retry delay after a failed send; doubles per failure (jittered)")
+    retry_max_seconds: float = _setting(300.0, "float", "longest retry delay")
     outbox_max_rows: int = _setting(OutboxSettings.max_rows, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
     outbox_max_bytes: int = _setting(OutboxSettings.max_bytes, "int", "outbox bound in bytes of detection JSON; oldest dropped beyond")
     shutdown_flush_seconds: float = _setting(10.0, "float",
@@ -109,7 +114,8 @@ class EdgeSettings:
             if not ok:
                 raise SettingsError(f"setting {name}: {what} (got {getattr(self, name)!r})")
 
-        for name in ("status_interval_seconds", "frontend_timeout_seconds", "dir_poll_seconds", "http_timeout_seconds"):
+        for name in ("status_interval_seconds", "frontend_timeout_seconds", "dir_poll_seconds", "http_timeout_seconds",
+                     "retry_initial_seconds", "retry_max_seconds"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")
         need(math.isfinite(self.overlap_seconds) and self.overlap_seconds >= 0, "overlap_seconds", "must be >= 0")

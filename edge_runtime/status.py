@@ -88,8 +88,12 @@ class StatusWriter:
         self.interval_seconds = interval_seconds
         self._last = 0.0
 
+    def due(self) -> bool:
+        """True when a status file is configured and interval_seconds passed since the last write."""
+        return self.path is not None and time.monotonic() - self._last >= self.interval_seconds
+
     def maybe_write(self) -> None:
-        if self.path is not None and time.monotonic() - self._last >= self.interval_seconds:
+        if self.due():
             self.write()
 
     def write(self) -> None:

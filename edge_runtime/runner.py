@@ -1,0 +1,152 @@
+"""`python -m edge_runtime run`: check the bundle, wire the pipeline to the outbox and the sink, run, shut down.
+
+Exit status: 0 after a normal end (all file: sources done, stdin closed) or a SIGTERM/SIGINT
+(the current window finishes, pending detections get `shutdown_flush_seconds` to be delivered,
+the status file is written); 2 for a usage error or a refused bundle. A bad audio file is not
+an exit: it is logged, counted in files_failed and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from edge_runtime.bundle import BundleError, check_bundle, default_cache_dir, open_bundle
+from edge_runtime.delivery import Deliverer, DeliverySettings, SinkError, make_sink_from_settings
+from edge_runtime.inference import InferenceError, TFLiteModel
+from edge_runtime.outbox import Outbox, OutboxError
+from edge_runtime.pipeline import DetectionPolicy, Pipeline, WindowAnalyzer
+from edge_runtime.settings import EdgeSettings
+from edge_runtime.sources import SourceError, parse_source
+from edge_runtime.status import RunStatus, StatusWriter
+
+log = logging.getLogger("edge_runtime.run")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A setting that prevents the run from starting; the message says what to fix."""
+
+
+def delivery_settings(settings: EdgeSettings) -> DeliverySettings:
+    """The delivery part of the runtime settings."""
+    return DeliverySettings(
+        batch_size=settings.batch_size,
+        timeout_s=settings.http_timeout_seconds,
+        backoff_initial_s=settings.retry_initial_seconds,
+        backoff_max_s=max(settings.retry_max_seconds, settings.retry_initial_seconds),
+        token_env=settings.token_env,
+        token_file=settings.token_file,
+        ca_file=settings.ca_file,
+    )
+
+
+@dataclass
+class _Signals:
+    """SIGTERM/SIGINT set `stop`; the previous handlers come back on restore()."""
+
+    stop: threading.Event
+    previous: dict[int, object]
+
+    @classmethod
+    def install(cls, stop: threading.Event) -> _Signals:
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, lambda n, _f: cls._on_signal(stop, n))
+        return cls(stop, previous)
+
+    @staticmethod
+    def _on_signal(stop: threading.Event, signum: int) -> None:
+        log.warning("%s received: finishing the current window, then flushing", signal.Signals(signum).name)
+        stop.set()
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _validate(settings: EdgeSettings) -> None:
+    if not settings.bundle:
+        raise UsageError("no bundle: give --bundle DIR_OR_TAR_GZ (or 'bundle' in the config file)")
+    if not settings.sources:
+        raise UsageError("no source: give at least one --source (mic[:DEVICE], file:PATH, dir:PATH or stdin)")
+    for text in settings.sources:
+        spec = parse_source(text)
+        if spec.kind == "file" and not spec.target:
+            raise UsageError(f"source {text!r}: no path")
+    if sum(parse_source(t).kind == "stdin" for t in settings.sources) > 1:
+        raise UsageError("stdin can be a source only once")
+
+
+def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_stream: BinaryIO | None = None) -> int:
+    """Run the edge runtime with `settings` until its sources end or `stop` is set; returns the exit status."""
+    stop = stop or threading.Event()
+    try:
+        _validate(settings)
+    except (UsageError, SourceError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+
+    report = check_bundle(settings.bundle, interpreter=settings.interpreter, num_threads=settings.num_threads,
+                          frontend_timeout_seconds=settings.frontend_timeout_seconds)
+    if not report.ok:
+        log.error("bundle refused: %s", report.verdict)
+        return EXIT_USAGE
+    from edge_runtime.frontend import MelFrontend
+
+    try:
+        bundle = open_bundle(settings.bundle)
+        DetectionPolicy.from_settings(settings, bundle=bundle)
+        model = TFLiteModel.load(bundle.model_path, num_threads=settings.num_threads, backend=settings.interpreter)
+        sink = make_sink_from_settings(settings.sink, settings=delivery_settings(settings))
+    except (BundleError, InferenceError, SinkError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    try:
+        outbox = Outbox(settings.outbox, max_rows=settings.outbox_max_rows, max_bytes=settings.outbox_max_bytes)
+    except OutboxError as exc:
+        log.error("%s", exc)
+        sink.close()
+        return EXIT_USAGE
+    frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
+                                timeout_s=settings.frontend_timeout_seconds)
+    deliverer = Deliverer(outbox, sink, settings=delivery_settings(settings))
+    status = RunStatus(started_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), bundle=str(settings.bundle),
+                       model_id=bundle.model_id, sources=list(settings.sources))
+    writer = StatusWriter(settings.status, status, interval_seconds=settings.status_interval_seconds)
+    pipeline = Pipeline(settings=settings, bundle=bundle,
+                        analyzer=WindowAnalyzer(frontend=frontend, model=model, spec=bundle.spec),
+                        outbox=outbox, status=status, status_writer=writer, stop=stop, after_commit=deliverer.notify,
+                        stdin_stream=stdin_stream)
+    signals = _Signals.install(stop)
+    log.info("running %s (%s, %s) on %s -> %s", bundle.model_id, bundle.variant, model.backend,
+             ", ".join(settings.sources), sink.name)
+    writer.write()
+    deliverer.start()
+    try:
+        pipeline.run()
+    finally:
+        status.state = "stopping"
+        writer.write()
+        flushed = deliverer.stop(flush_timeout_s=settings.shutdown_flush_seconds)
+        pipeline.refresh_outbox_counters()
+        if flushed is not None and flushed.remaining:
+            log.warning("%d detection(s) still pending in %s; they are sent on the next run or by "
+                        "`python -m edge_runtime flush`", flushed.remaining, settings.outbox)
+        status.state = "stopped"
+        writer.write()
+        signals.restore()
+        frontend.close()
+        outbox.close()
+        sink.close()
+    log.info("stopped: %d file(s) done, %d failed, %d window(s), %d detection(s), realtime factor %.0f",
+             status.files_done, status.files_failed, status.windows_processed, status.detections_total,
+             status.realtime_factor)
+    return EXIT_OK
