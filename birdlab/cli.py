@@ -154,6 +154,66 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(handler=run_pack)
 
 
+def _add_wasm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wasm", help="build melspec.wasm, the C++ log-mel frontend (cpp_melspec/)")
+    wasm_sub = p.add_subparsers(dest="wasm_command", required=True)
+    b = wasm_sub.add_parser("build", help="compile cpp_melspec to wasm32-wasi with ziglang (cached by source hash)")
+    b.add_argument("--out", type=Path, default=None, help="also copy the module here (file or directory)")
+    b.add_argument("--force", action="store_true", help="recompile even when the cache holds this source hash")
+
+    def run_build(args: argparse.Namespace) -> int:
+        from birdlab.wasm import build_wasm
+
+        print(build_wasm(args.out, force=args.force))
+        return 0
+
+    b.set_defaults(handler=run_build)
+
+
+def _add_parity(sub: argparse._SubParsersAction) -> None:
+    from birdlab.parity import MEL_DB_ATOL
+
+    p = sub.add_parser("parity", help="compare librosa and melspec.wasm log-mel on audio files; exit 1 above tolerance")
+    p.add_argument("--audio", type=Path, nargs="+", required=True, help="audio files or directories (wav/flac/ogg/mp3)")
+    p.add_argument("--out", type=Path, required=True, help="directory for parity.json and report.html")
+    p.add_argument("--spec", type=Path, default=None, help="feature_spec.json (default: the default FeatureSpec)")
+    p.add_argument("--tolerance-db", type=float, default=MEL_DB_ATOL, help=f"max |dB error| (default {MEL_DB_ATOL:g})")
+    p.add_argument("--wasm", type=Path, default=None, help="melspec.wasm (default: build/cached from cpp_melspec)")
+
+    def run(args: argparse.Namespace) -> int:
+        from birdlab.parity import run_parity
+        from edge_runtime.spec import FeatureSpec, SpecError
+
+        try:
+            spec = FeatureSpec.load(args.spec) if args.spec else FeatureSpec()
+        except SpecError as exc:
+            raise UserError(str(exc)) from None
+        report = run_parity(args.audio, out_dir=args.out, spec=spec, tolerance_db=args.tolerance_db,
+                            wasm_path=args.wasm)
+        print(report.describe())
+        print(f"wrote {args.out / 'parity.json'} and {args.out / 'report.html'}")
+        return 0 if report.passed else 1
+
+    p.set_defaults(handler=run)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks with JSON output")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True)
+    m = bench_sub.add_parser("melspec", help="librosa vs melspec.wasm per 5-s clip, plus compile and cached start")
+    m.add_argument("--out", type=Path, required=True, help="JSON file to write (e.g. bench/results/melspec.json)")
+    m.add_argument("--clips", type=int, default=4, help="number of 5-s clips")
+    m.add_argument("--repeats", type=int, default=5, help="timed passes over the clips (median reported)")
+
+    def run_melspec(args: argparse.Namespace) -> int:
+        from birdlab.bench_melspec import bench_melspec, describe
+
+        print(describe(bench_melspec(out=args.out, n_clips=args.clips, repeats=args.repeats)))
+        return 0
+
+    m.set_defaults(handler=run_melspec)
+
+
 # Each entry adds one subcommand. Add yours here, in the order of `python -m birdlab --help`.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
@@ -162,6 +222,9 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_audit,
     _add_compat,
     _add_bundle,
+    _add_wasm,
+    _add_parity,
+    _add_bench,
 ]
 
 

@@ -1,0 +1,114 @@
+"""`python -m birdlab bench melspec`: librosa vs the WASM frontend on the same 5-s clips.
+
+One process, default spec unless told otherwise. Figures (milliseconds, medians over repeats):
+librosa_ms and wasm_ms per clip, ratio = wasm_ms / librosa_ms (target <= 1.0), compile_ms (cold
+load: compile the .wasm to machine code) and cached_start_ms (load from the compiled-module cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.spec import FeatureSpec
+
+DEFAULT_CLIPS = 4
+DEFAULT_REPEATS = 5
+TARGET_RATIO = 1.0
+"""wasm_ms / librosa_ms the frontend should stay under."""
+
+
+def bench_clips(*, spec: FeatureSpec, n_clips: int, seed: int = 0) -> list[np.ndarray]:
+    """Seeded test clips, float32 (spec.clip_samples,): pink-ish noise plus a chirp, peak about -6 dBFS."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(spec.clip_samples) / spec.sample_rate_hz
+    clips = []
+    for i in range(n_clips):
+        noise = np.cumsum(rng.standard_normal(spec.clip_samples)) * 1e-3
+        noise -= np.convolve(noise, np.ones(64) / 64, mode="same")
+        f0, f1 = 1000.0 + 500 * i, 8000.0
+        chirp = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * spec.clip_seconds)))
+        clip = 0.3 * chirp + noise
+        clips.append((0.5 * clip / np.max(np.abs(clip))).astype(np.float32))
+    return clips
+
+
+def _per_clip_ms(fn, clips: list[np.ndarray], *, repeats: int) -> float:
+    fn(clips[0])  # warm-up (imports, first-call allocations)
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for clip in clips:
+            fn(clip)
+        timings.append((time.perf_counter() - start) * 1e3 / len(clips))
+    return statistics.median(timings)
+
+
+def bench_melspec(
+    *,
+    out: str | Path | None = None,
+    spec: FeatureSpec | None = None,
+    wasm_path: str | Path | None = None,
+    n_clips: int = DEFAULT_CLIPS,
+    repeats: int = DEFAULT_REPEATS,
+) -> dict[str, object]:
+    """Time librosa and the WASM frontend; return the figures and write them as JSON to `out` if given."""
+    from birdlab.features import log_mel
+    from birdlab.wasm import build_wasm
+    from edge_runtime.frontend import MelFrontend
+
+    spec = spec or FeatureSpec()
+    wasm = Path(wasm_path) if wasm_path else build_wasm()
+    clips = bench_clips(spec=spec, n_clips=n_clips)
+
+    with tempfile.TemporaryDirectory(prefix="birdlab-bench-") as tmp:
+        start = time.perf_counter()
+        cold = MelFrontend.load(wasm, spec=spec, cache_dir=tmp)
+        compile_ms = (time.perf_counter() - start) * 1e3
+        cold.close()
+        start = time.perf_counter()
+        frontend = MelFrontend.load(wasm, spec=spec, cache_dir=tmp)
+        cached_start_ms = (time.perf_counter() - start) * 1e3
+        if not frontend.module_cache_hit:
+            raise RuntimeError(f"{tmp}: the compiled module was not reused; the module cache is broken")
+        with frontend:
+            wasm_ms = _per_clip_ms(frontend.log_mel, clips, repeats=repeats)
+    librosa_ms = _per_clip_ms(lambda clip: log_mel(clip, spec=spec), clips, repeats=repeats)
+
+    from importlib.metadata import version
+
+    result: dict[str, object] = {
+        "librosa_ms": round(librosa_ms, 3),
+        "wasm_ms": round(wasm_ms, 3),
+        "ratio": round(wasm_ms / librosa_ms, 3),
+        "compile_ms": round(compile_ms, 1),
+        "cached_start_ms": round(cached_start_ms, 2),
+        "target_ratio": TARGET_RATIO,
+        "clips": n_clips,
+        "clip_seconds": spec.clip_seconds,
+        "repeats": repeats,
+        "spec_hash": spec.spec_hash,
+        "wasm_sha256": hashlib.sha256(wasm.read_bytes()).hexdigest(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "versions": {name: version(name) for name in ("numpy", "librosa", "wasmtime")},
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def describe(result: dict[str, object]) -> str:
+    """One line for the terminal."""
+    return (f"melspec per 5-s clip: librosa {result['librosa_ms']} ms, wasm {result['wasm_ms']} ms, "
+            f"ratio {result['ratio']} (target <= {TARGET_RATIO}); compile {result['compile_ms']} ms, "
+            f"cached start {result['cached_start_ms']} ms")
