@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m birdlab demo
 
+# The notebooks run under nbval at the smoke size (BIRDLAB_NOTEBOOK_SIZE=smoke), after the tests.
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest
+	BIRDLAB_NOTEBOOK_SIZE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

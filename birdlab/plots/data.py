@@ -1,0 +1,112 @@
+"""Figures of the dataset (notebook 01_data)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from birdlab.dataset_summary import DatasetSummary
+from birdlab.explore import ExampleSpectrogram, LabelTimeline
+from birdlab.features import FeatureSpec
+
+
+def plot_species_counts(summary: DatasetSummary, *, codes: Sequence[str] | None = None) -> Figure:
+    """Two bar charts per species: recordings and seconds of audio (only `codes` when given)."""
+    rows = [s for s in summary.species if codes is None or s.ebird_code in set(codes)]
+    names = [s.ebird_code for s in rows]
+    fig = Figure(figsize=(max(6.0, 0.35 * len(rows) + 2), 5.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(rows))
+    top.bar(x, [s.recordings for s in rows], color="tab:blue")
+    top.set_ylabel("recordings")
+    bottom.bar(x, [s.seconds / 60.0 for s in rows], color="tab:green")
+    bottom.set_ylabel("minutes of audio")
+    bottom.set_xticks(x, names, rotation=90)
+    top.set_title(f"{len(rows)} species, {sum(s.recordings for s in rows)} recordings")
+    return fig
+
+
+def plot_durations(durations_s: np.ndarray) -> Figure:
+    """Histogram of recording lengths; durations_s: float seconds (n,), NaN = unreadable (left out)."""
+    values = np.asarray(durations_s, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(finite, bins=min(30, max(5, finite.size // 3)), color="tab:gray")
+    ax.set_xlabel("recording length (s)")
+    ax.set_ylabel("recordings")
+    missing = values.size - finite.size
+    title = f"{finite.size} recordings, median {np.median(finite):.1f} s" if finite.size else "no readable audio"
+    ax.set_title(title + (f", {missing} unreadable" if missing else ""))
+    return fig
+
+
+def plot_locations(latitude: np.ndarray, longitude: np.ndarray, labels: Sequence[str]) -> Figure:
+    """Recording locations (longitude, latitude), one colour per label; arrays of shape (n,)."""
+    fig = Figure(figsize=(6.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    labels = list(labels)
+    for code in sorted(set(labels)):
+        mask = np.array([label == code for label in labels], dtype=bool)
+        ax.scatter(longitude[mask], latitude[mask], s=14, label=code)
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    ax.set_aspect(1.0 / np.cos(np.deg2rad(np.nanmean(latitude))) if len(labels) else "auto")
+    if 0 < len(set(labels)) <= 24:
+        ax.legend(fontsize="x-small", ncols=2, loc="best")
+    ax.set_title(f"{len(labels)} located recordings")
+    return fig
+
+
+def plot_spectrogram_grid(examples: Sequence[ExampleSpectrogram], *, spec: FeatureSpec, columns: int = 4) -> Figure:
+    """One log-mel panel (dB, mel band x time) per example, titled with its species and file."""
+    if not examples:
+        raise ValueError("no example spectrograms to plot (no readable recording of the chosen species)")
+    rows = -(-len(examples) // columns)
+    cols = min(columns, len(examples))
+    fig = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    seconds = spec.clip_seconds
+    image = None
+    for ax, example in zip(axes, examples, strict=False):
+        image = ax.imshow(example.log_mel_db, origin="lower", aspect="auto", cmap="magma",
+                          extent=(0.0, seconds, 0, spec.n_mels), vmin=example.log_mel_db.max() - 80.0)
+        ax.set_title(f"{example.recording.primary_label} · {example.recording.filename}", fontsize="small")
+        ax.set_xlabel("s")
+        ax.set_ylabel("mel band")
+    for ax in axes[len(examples):]:
+        ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[: len(examples)]), label="dB", shrink=0.8)
+    return fig
+
+
+def plot_label_timeline(timeline: LabelTimeline, *, detections: np.ndarray | None = None,
+                        title: str | None = None) -> Figure:
+    """Ground-truth labels of one soundscape as a species x window grid.
+
+    detections: optional bool (len(timeline.codes), n_windows), drawn as markers over the grid
+    (hits where the label is present, false alarms elsewhere).
+    """
+    n_species, n_windows = timeline.presence.shape
+    fig = Figure(figsize=(max(6.0, 0.25 * n_windows + 2), max(2.5, 0.3 * n_species + 1.2)), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(timeline.presence, aspect="auto", cmap="Greens", vmin=0, vmax=1.4, interpolation="nearest",
+              extent=(timeline.window_end_s[0] - 5, timeline.window_end_s[-1], n_species - 0.5, -0.5))
+    if detections is not None:
+        detections = np.asarray(detections, dtype=bool)
+        if detections.shape != timeline.presence.shape:
+            raise ValueError(f"detections shape {detections.shape} != labels shape {timeline.presence.shape}")
+        species, windows = np.nonzero(detections)
+        centres = timeline.window_end_s[windows] - 2.5
+        hit = timeline.presence[species, windows]
+        ax.scatter(centres[hit], species[hit], marker="o", color="tab:blue", label="detected, labelled")
+        ax.scatter(centres[~hit], species[~hit], marker="x", color="tab:red", label="detected, not labelled")
+        ax.legend(fontsize="x-small", loc="upper right")
+    ax.set_yticks(np.arange(n_species), timeline.codes)
+    ax.set_xlabel("time in soundscape (s)")
+    ax.set_title(title or f"soundscape {timeline.audio_id}: labels per 5-s window "
+                          f"({timeline.nocall_windows} of {n_windows} nocall)")
+    return fig
