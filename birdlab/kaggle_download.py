@@ -25,6 +25,7 @@ import shutil
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeVar
@@ -49,6 +50,8 @@ LIST_PAGE_SIZE = 200
 """Files per page of the competition listing (the kaggle package's default is 20)."""
 MAX_LIST_PAGES = 10_000
 """Safety stop for a listing whose page tokens never end (BirdCLEF 2021 has ~63k files: ~315 pages of 200)."""
+DOWNLOAD_WORKERS = 4
+"""Parallel file downloads (each file is an API call plus a transfer; one at a time is latency-bound)."""
 PART_SUFFIX = ".part"
 STAGING_DIR = ".kaggle-staging"
 """Folder under dest where the client drops each download before it is unzipped/renamed into place."""
@@ -149,8 +152,8 @@ class KaggleApiClient:
         return FilePage(files=files, next_page_token=response.next_page_token or None)
 
     def download_file(self, *, competition: str, file_name: str, dest_dir: Path) -> Path:
-        with contextlib.redirect_stdout(io.StringIO()):
-            self._api.competition_download_file(competition, file_name, path=str(dest_dir), force=True, quiet=True)
+        # no redirect_stdout here: it swaps sys.stdout for every thread, and downloads run in parallel
+        self._api.competition_download_file(competition, file_name, path=str(dest_dir), force=True, quiet=True)
         return find_arrival(dest_dir, file_name=file_name)
 
 
@@ -332,14 +335,15 @@ def _unzip_one(archive: Path, *, file_name: str, out: Path) -> None:
         raise OSError(f"the zip Kaggle sent for {file_name} is corrupt ({exc})") from None
 
 
-def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path) -> int:
+def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path, staging: Path | None = None) -> int:
     """Download one competition file to dest/name via a staging folder and dest/name.part; returns its size.
 
+    staging: an empty folder of this download alone (default dest/.kaggle-staging/0), removed afterwards.
     The final name appears only by an atomic rename of a complete, non-empty file.
     """
     final = dest / name
     part = final.with_name(final.name + PART_SUFFIX)
-    staging = dest / STAGING_DIR
+    staging = staging or dest / STAGING_DIR / "0"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -365,24 +369,50 @@ def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path)
 
 
 def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, dest: Path, tally: _Tally,
-               log: Callable[[str], None], refresh: bool = False) -> None:
-    """Fetch each missing name; a failure is recorded and the rest go on (access errors stop everything)."""
-    for i, name in enumerate(names, start=1):
+               log: Callable[[str], None], refresh: bool = False, workers: int = 1) -> None:
+    """Fetch each missing name with `workers` parallel downloads; a failure is recorded and the rest go on.
+
+    An access error (UserError) or an interrupt cancels what has not started and is re-raised once the
+    downloads in flight have ended. The tally lists names in the order of `names`, whatever the finishing order.
+    """
+    todo = []
+    for name in names:
         if not refresh and is_present(dest, name):
             tally.skipped.append(name)
-            continue
+        else:
+            todo.append(name)
+    outcomes: list[tuple[int, str, int | FailedFile]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kaggle-download") as pool:
+        futures = {
+            pool.submit(fetch_file, client, competition=competition, name=name, dest=dest,
+                        staging=dest / STAGING_DIR / str(i)): (i, name)
+            for i, name in enumerate(todo)
+        }
         try:
-            size = fetch_file(client, competition=competition, name=name, dest=dest)
-        except UserError:
+            for done, future in enumerate(as_completed(futures), start=1):
+                i, name = futures[future]
+                try:
+                    size = future.result()
+                except UserError:
+                    raise
+                except Exception as exc:
+                    failure = FailedFile(name=name, reason=f"{type(exc).__name__}: {exc}")
+                    outcomes.append((i, name, failure))
+                    log(f"[{done}/{len(todo)}] {name}: FAILED ({failure.reason})")
+                    continue
+                outcomes.append((i, name, size))
+                log(f"[{done}/{len(todo)}] {name} ({size / 1e3:.0f} kB)")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            tally.failed.append(FailedFile(name=name, reason=reason))
-            log(f"[{i}/{len(names)}] {name}: FAILED ({reason})")
-            continue
-        tally.downloaded.append(name)
-        tally.bytes_downloaded += size
-        log(f"[{i}/{len(names)}] {name} ({size / 1e3:.0f} kB)")
+        finally:
+            shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
+    for _, name, outcome in sorted(outcomes, key=lambda o: o[0]):
+        if isinstance(outcome, FailedFile):
+            tally.failed.append(outcome)
+        else:
+            tally.downloaded.append(name)
+            tally.bytes_downloaded += outcome
 
 
 # --- errors --------------------------------------------------------------------------------------------------
@@ -433,12 +463,14 @@ def download_subset(
     refresh_metadata: bool = False,
     competition: str = COMPETITION,
     list_page_size: int = LIST_PAGE_SIZE,
+    workers: int = DOWNLOAD_WORKERS,
     log: Callable[[str], None] | None = None,
 ) -> DownloadReport:
     """Fetch the subset of BirdCLEF 2021 named by species_csv into dest (see the module docstring).
 
     species_csv: default data/brittany_species.csv. client: default the real Kaggle client (needs credentials).
     refresh_metadata: download the two metadata CSVs again even when present.
+    workers: parallel file downloads.
     log: one line per downloaded/failed file (default: stderr).
     Raises UserError for missing/rejected credentials, unaccepted rules, or metadata that cannot be fetched.
     """
@@ -472,7 +504,7 @@ def download_subset(
                                                   "the competition's file listing"))
     wanted = planned[len(metadata):]
     log(f"{len(wanted)} audio files in the subset, {sum(not is_present(dest, n) for n in wanted)} to download")
-    _fetch_all(client, wanted, competition=competition, dest=dest, tally=tally, log=log)
+    _fetch_all(client, wanted, competition=competition, dest=dest, tally=tally, log=log, workers=workers)
 
     return DownloadReport(
         dest=dest,

@@ -13,6 +13,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def test_only_the_subset_files_are_requested(tmp_path, competition):
     report = download_subset(dest=tmp_path, client=fake, log=quiet)
 
     expected = ["train_metadata.csv", "train_soundscape_labels.csv", *subset_audio, *sorted(SOUNDSCAPES)]
-    assert fake.requested == expected
+    assert fake.requested[:2] == expected[:2] and sorted(fake.requested) == sorted(expected)
     assert list(report.downloaded) == expected
     assert report.failed == () and report.skipped == ()
     assert len(subset_audio) == sum(SUBSET_RECORDINGS.values())
@@ -214,14 +215,15 @@ def test_an_interrupt_mid_download_leaves_no_final_file_and_the_rerun_completes(
 
     with pytest.raises(KeyboardInterrupt):
         download_subset(dest=tmp_path, client=Interrupting(files), log=quiet)
-    assert (tmp_path / subset_audio[0]).is_file() and not (tmp_path / victim).exists()
+    assert not (tmp_path / victim).exists() and not (tmp_path / STAGING_DIR).exists()
+    wanted = [*subset_audio, *SOUNDSCAPES]
+    missing = {n for n in wanted if not (tmp_path / n).exists()}
     fake = FakeKaggle(files)
 
     report = download_subset(dest=tmp_path, client=fake, log=quiet)
 
-    assert fake.requested == [*subset_audio[1:], *sorted(SOUNDSCAPES)]
-    assert report.failed == () and (tmp_path / victim).read_bytes() == files[victim]
-    assert not (tmp_path / STAGING_DIR).exists()
+    assert victim in missing and sorted(fake.requested) == sorted(missing)
+    assert report.failed == () and all((tmp_path / n).read_bytes() == files[n] for n in wanted)
 
 
 def test_a_zipped_arrival_is_unzipped(tmp_path, competition):
@@ -278,7 +280,8 @@ def test_no_soundscapes_skips_the_labels_and_the_listing(tmp_path, competition):
 
     report = download_subset(dest=tmp_path, client=fake, soundscapes=False, log=quiet)
 
-    assert fake.requested == ["train_metadata.csv", *subset_audio] and fake.list_tokens == []
+    assert fake.requested[0] == "train_metadata.csv" and sorted(fake.requested[1:]) == subset_audio
+    assert fake.list_tokens == [] and list(report.downloaded) == ["train_metadata.csv", *subset_audio]
     assert report.failed == ()
 
 
@@ -296,6 +299,29 @@ def test_a_custom_species_csv_selects_its_species(tmp_path, competition):
     assert report.species == (OUTSIDE[0],)
 
 
+def test_parallel_downloads_each_get_their_own_staging_folder(tmp_path, competition):
+    files, subset_audio = competition
+    overlap = threading.Barrier(2)
+    staging_dirs: list[Path] = []
+
+    class Overlapping(FakeKaggle):
+        def download_file(self, *, competition: str, file_name: str, dest_dir: Path) -> Path:
+            staging_dirs.append(dest_dir)
+            if file_name in subset_audio[:2]:
+                overlap.wait(timeout=10)  # both downloads must be in flight at once
+            return super().download_file(competition=competition, file_name=file_name, dest_dir=dest_dir)
+
+    report = download_subset(dest=tmp_path, client=Overlapping(files), workers=3, log=quiet)
+
+    assert report.failed == ()
+    assert list(report.downloaded) == ["train_metadata.csv", "train_soundscape_labels.csv", *subset_audio,
+                                       *sorted(SOUNDSCAPES)]
+    audio_staging = staging_dirs[2:]
+    assert len(set(audio_staging)) == len(audio_staging)
+    assert all(d.parent == tmp_path / STAGING_DIR for d in audio_staging)
+    assert not (tmp_path / STAGING_DIR).exists()
+
+
 # --- errors --------------------------------------------------------------------------------------------------
 
 
@@ -307,7 +333,7 @@ def test_one_failing_file_is_recorded_and_the_rest_continue(tmp_path, competitio
     report = download_subset(dest=tmp_path, client=fake, log=quiet)
 
     assert [(f.name, f.reason) for f in report.failed] == [(broken, "ConnectionError: connection reset by peer")]
-    assert fake.requested[-len(SOUNDSCAPES):] == sorted(SOUNDSCAPES)
+    assert set(SOUNDSCAPES) <= set(fake.requested)
     assert all((tmp_path / n).is_file() for n in subset_audio if n != broken)
     assert not (tmp_path / broken).exists() and not list(tmp_path.rglob(f"*{PART_SUFFIX}"))
     assert f"FAILED {broken}" in report.describe()
@@ -338,7 +364,7 @@ def test_a_403_on_one_audio_file_stops_the_run_too(tmp_path, competition):
     with pytest.raises(UserError, match="accept the competition rules"):
         download_subset(dest=tmp_path, client=fake, log=quiet)
 
-    assert fake.requested[-1] == subset_audio[0]
+    assert subset_audio[0] in fake.requested and not (tmp_path / subset_audio[0]).exists()
 
 
 def test_metadata_that_cannot_be_fetched_is_a_user_error(tmp_path, competition):
@@ -421,8 +447,9 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
     assert f"{subset_audio[1]} (" in out.err  # progress lines go to stderr
 
     fake.errors.clear()
+    fake.requested.clear()
     assert main(["data", "download", "--dest", str(dest), "--no-soundscapes"]) == 0
-    assert fake.requested[-1] == subset_audio[0]
+    assert fake.requested == [subset_audio[0]]
     assert "downloaded 1" in capsys.readouterr().out
 
     fake.requested.clear()
