@@ -23,9 +23,9 @@ from edge_runtime.spec import FeatureSpec
 TONES_HZ = (1000.0, 2500.0, 5000.0, 9000.0)
 """Tone frequency of each test label, in label order."""
 TONE_AMPLITUDE = 0.3
-TONE_WEIGHT = 0.2
+TONE_WEIGHT = 0.3
 """Logit per dB above the cutoff."""
-TONE_CUTOFF_DB = -10.0
+TONE_CUTOFF_DB = 0.0
 """Band level (max over the window) at which the confidence is 0.5."""
 BUNDLE_THRESHOLD = 0.5
 SPECIES_CSV = Path(__file__).resolve().parents[2] / "data" / "brittany_species.csv"
