@@ -64,13 +64,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--species", type=Path, default=None, help="species CSV (default: data/brittany_species.csv)")
     d.add_argument("--no-soundscapes", action="store_true", help="skip train_soundscapes/")
     d.add_argument("--refresh", action="store_true", help="download the two metadata CSVs again even when present")
+    d.add_argument("--workers", type=int, default=4, help="parallel file downloads (default 4)")
 
     def run_download(args: argparse.Namespace) -> int:
         from birdlab.kaggle_download import download_subset
 
         report = download_subset(
             dest=args.dest, species_csv=args.species, soundscapes=not args.no_soundscapes,
-            refresh_metadata=args.refresh,
+            refresh_metadata=args.refresh, workers=args.workers,
         )
         print(report.describe())
         return 0 if not report.failed else 1

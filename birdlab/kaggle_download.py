@@ -382,7 +382,7 @@ def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, 
         else:
             todo.append(name)
     outcomes: list[tuple[int, str, int | FailedFile]] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kaggle-download") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kaggle-download") as pool:
         futures = {
             pool.submit(fetch_file, client, competition=competition, name=name, dest=dest,
                         staging=dest / STAGING_DIR / str(i)): (i, name)
@@ -474,6 +474,8 @@ def download_subset(
     log: one line per downloaded/failed file (default: stderr).
     Raises UserError for missing/rejected credentials, unaccepted rules, or metadata that cannot be fetched.
     """
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
     dest = Path(dest)
     log = log or _print_stderr
     species = load_species(species_csv or paths.BRITTANY_SPECIES_CSV)

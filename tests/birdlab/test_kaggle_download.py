@@ -448,7 +448,7 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
 
     fake.errors.clear()
     fake.requested.clear()
-    assert main(["data", "download", "--dest", str(dest), "--no-soundscapes"]) == 0
+    assert main(["data", "download", "--dest", str(dest), "--no-soundscapes", "--workers", "1"]) == 0
     assert fake.requested == [subset_audio[0]]
     assert "downloaded 1" in capsys.readouterr().out
 
@@ -459,6 +459,8 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
 
     fake.errors[SOUNDSCAPES[0]] = http_error(403)
     (dest / SOUNDSCAPES[0]).unlink()
+    assert main(["data", "download", "--dest", str(dest), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
     assert main(["data", "download", "--dest", str(dest)]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: Kaggle refused access") and RULES_URL in err
