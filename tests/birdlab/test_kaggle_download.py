@@ -24,15 +24,11 @@ import requests
 from birdlab import kaggle_download
 from birdlab.cli import main
 from birdlab.errors import UserError
+from birdlab.kaggle_client import RULES_URL, FilePage, RemoteFile, find_arrival
 from birdlab.kaggle_download import (
     PART_SUFFIX,
-    RULES_URL,
     STAGING_DIR,
-    FilePage,
-    RemoteFile,
     download_subset,
-    find_arrival,
-    http_status,
     is_soundscape_name,
     short_audio_names,
 )
@@ -421,15 +417,6 @@ def test_short_audio_names_refuse_paths_that_leave_the_folder():
 )
 def test_is_soundscape_name(name, expected):
     assert is_soundscape_name(name) is expected
-
-
-def test_http_status_reads_requests_and_kaggle_1x_errors():
-    class ApiException(Exception):  # kaggle 1.x's error carried .status
-        status = 403
-
-    assert http_status(http_error(401)) == 401
-    assert http_status(ApiException()) == 403
-    assert http_status(requests.ConnectionError("down")) is None
 
 
 # --- the command line ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""birdlab.kaggle_download.KaggleApiClient: the real kaggle package, over real HTTP, against a stand-in server.
+"""birdlab.kaggle_client.KaggleApiClient: the real kaggle package, over real HTTP, against a stand-in server.
 
 The kaggle package talks to its LOCAL environment (`KaggleApi.args = ["--local"]`, i.e. http://localhost/api/v1/...)
 and requests routes that through HTTP_PROXY to a server on 127.0.0.1 that answers ListDataFiles and
@@ -23,9 +23,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pytest
+import requests
 
 from birdlab.errors import UserError
-from birdlab.kaggle_download import RULES_URL, KaggleApiClient, download_subset
+from birdlab.kaggle_client import RULES_URL, KaggleApiClient, http_status
+from birdlab.kaggle_download import download_subset
 from birdlab.species import load_species
 
 USERNAME, KEY = "birdlab-test", "0123456789abcdef"
@@ -185,3 +187,18 @@ def test_the_real_client_reports_unaccepted_rules(tmp_path, stand_in):
 def test_the_real_client_reports_rejected_credentials(tmp_path, stand_in):
     with pytest.raises(UserError, match="HTTP 401.*Create New Token"):
         download_subset(dest=tmp_path / "raw", client=local_client(tmp_path, key="wrong"), log=lambda _: None)
+
+
+def test_http_status_reads_requests_and_kaggle_1x_errors():
+    class ApiException(Exception):  # kaggle 1.x's error carried .status
+        status = 403
+
+    assert http_status(_http_error(401)) == 401
+    assert http_status(ApiException()) == 403
+    assert http_status(requests.ConnectionError("down")) is None
+
+
+def _http_error(status: int) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code = status
+    return requests.HTTPError(f"{status} Client Error", response=response)
