@@ -186,9 +186,10 @@ def is_present(dest: Path, name: str) -> bool:
 
 
 def _is_zip_wrapper(arrived: Path, *, file_name: str) -> bool:
-    """Kaggle serves large files zipped: a request for 'x.csv' arrives as 'x.csv.zip'."""
+    """Kaggle serves large files zipped: a request for 'x.csv' arrives as 'x.csv.zip' (named after the storage
+    URL, so only the '.zip' ending is relied on)."""
     requested = PurePosixPath(file_name).name
-    return arrived.name == f"{requested}.zip" and not requested.lower().endswith(".zip")
+    return arrived.name.lower().endswith(".zip") and not requested.lower().endswith(".zip")
 
 
 def _unzip_one(archive: Path, *, file_name: str, out: Path) -> None:
