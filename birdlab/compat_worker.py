@@ -71,11 +71,18 @@ def run_tflite(runtime, model_path, inputs, report):
 def run_tract(model_path, inputs, report):
     import tract
 
-    report["runtime_version"] = str(getattr(tract, "__version__", "?"))
+    version = tract.version() if callable(getattr(tract, "version", None)) else getattr(tract, "__version__", "?")
+    report["runtime_version"] = str(version)
     shape = ",".join(str(d) for d in (1,) + tuple(inputs.shape[1:]))
-    model = tract.onnx().model_for_path(model_path)
-    model.set_input_fact(0, shape + ",f32")
-    runnable = model.into_optimized().into_runnable()
+    onnx = tract.onnx()
+    if hasattr(onnx, "load"):  # tract >= 0.21: load -> InferenceModel -> into_model (optimised) -> runnable
+        model = onnx.load(model_path)
+        model.set_input_fact(0, shape + ",f32")
+        runnable = model.into_model().into_runnable()
+    else:  # older bindings
+        model = onnx.model_for_path(model_path)
+        model.set_input_fact(0, shape + ",f32")
+        runnable = model.into_optimized().into_runnable()
     report["loaded"] = True
     outputs = []
     for clip in inputs:

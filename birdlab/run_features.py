@@ -8,7 +8,6 @@ clips are exactly the rows the run was scored on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,29 +60,27 @@ def _sample(features: np.ndarray, *, limit: int, seed: int) -> np.ndarray:
 def load_run_features(run_dir: Path, *, spec: FeatureSpec, data_dir: Path | None = None) -> RunFeatures:
     """Rebuild the run's training and held-out clips from its config.json, split.json and dataset.
 
-    data_dir: the dataset root (default: the one recorded in run_info.json / config.json).
+    data_dir: the dataset root (default: the one recorded in run_info.json).
     Held-out: the test soundscape rows, else the validation rows, else the validation recordings.
     """
     from birdlab.feature_cache import FeatureCache
-    from birdlab.training_config import TrainConfig
+    from birdlab.train import load_run_inputs
     from birdlab.training_data import Split, prepare_training_data
 
     run_dir = Path(run_dir)
-    try:
-        config_data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        run_info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFeaturesError(f"{run_dir}: cannot read config.json/run_info.json ({exc}); re-run training") from None
+    config, _, species, run_info = load_run_inputs(run_dir)
     if not (run_dir / "split.json").is_file():
         raise RunFeaturesError(f"{run_dir}: split.json is missing; export needs the run's split to find "
                                "held-out clips (re-run training)")
-    recorded = data_dir or run_info.get("data_dir") or config_data.pop("data_dir", None)
+    recorded = data_dir or run_info.get("data_dir")
     if not recorded:
         raise RunFeaturesError(f"{run_dir}: no data_dir in run_info.json; pass the dataset directory explicitly")
-    config_fields = {k: v for k, v in config_data.items() if k in TrainConfig.__dataclass_fields__}
-    config = TrainConfig.from_dict(config_fields, source=str(run_dir / "config.json"))
+    if not Path(recorded).is_dir():
+        raise RunFeaturesError(f"{run_dir}: the run's dataset {recorded} is absent; export needs its training and "
+                               "held-out clips (re-create it, e.g. python -m birdlab data synth)")
     data = prepare_training_data(data_dir=Path(recorded), config=config, spec=spec, cache=FeatureCache(spec=spec),
-                                 split=Split.load(run_dir / "split.json"), include_train=True, progress=False)
+                                 split=Split.load(run_dir / "split.json"), species=species, include_train=True,
+                                 progress=False)
     if not len(data.train):
         raise RunFeaturesError(f"{run_dir}: the run's training split has no clips in {recorded}")
     candidates = ((data.test_rows, "test soundscape rows"), (data.validation_rows, "validation soundscape rows"),

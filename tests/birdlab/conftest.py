@@ -116,3 +116,21 @@ def export_targets() -> np.ndarray:
 def export_run_dir(tmp_path_factory, small_keras_model, export_spec) -> Path:
     """runs/small/ as training writes it, around small_keras_model."""
     return write_run_dir(tmp_path_factory.mktemp("runs") / "small", model=small_keras_model, spec=export_spec)
+
+
+@pytest.fixture(scope="session")
+def export_run_features(export_features, export_targets):
+    """Representative = the first 16 clips, held-out = the last 8 with their labels."""
+    from birdlab.run_features import RunFeatures
+
+    return RunFeatures(representative=export_features[:16], heldout=export_features[16:],
+                       heldout_truth=export_targets[16:] > 0.5, heldout_source="fixture")
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(tmp_path_factory, export_run_dir, export_run_features):
+    """birdlab.bundle.export_run of export_run_dir (f32 shipped): the ExportResult; do not modify its files."""
+    from birdlab.bundle import export_run
+
+    out = tmp_path_factory.mktemp("export") / "small"
+    return export_run(run_dir=export_run_dir, out_dir=out, variant="f32", features=export_run_features)
