@@ -36,6 +36,12 @@ class NotebookSize:
     """Example spectrograms shown per species in 01_data."""
     max_species_shown: int
     """Species shown in per-species figures (the first n in label order)."""
+    work_dir: Path
+    """Where the notebooks write reports (parity.json, report.html, ...); git-ignored."""
+    parity_max_files: int
+    """Audio files compared in 04_parity (the first n, sorted by path)."""
+    parity_worst_files: int
+    """Worst files drawn side by side in 04_parity."""
 
 
 def smoke() -> NotebookSize:
@@ -46,6 +52,9 @@ def smoke() -> NotebookSize:
         synthetic_dir=paths.INTERIM_DIR / "notebooks-smoke" / "synthetic",
         examples_per_species=1,
         max_species_shown=4,
+        work_dir=paths.INTERIM_DIR / "notebooks-smoke",
+        parity_max_files=6,
+        parity_worst_files=2,
     )
 
 
@@ -57,6 +66,9 @@ def full() -> NotebookSize:
         synthetic_dir=paths.SYNTHETIC_DIR,
         examples_per_species=2,
         max_species_shown=12,
+        work_dir=paths.INTERIM_DIR / "notebooks",
+        parity_max_files=60,
+        parity_worst_files=3,
     )
 
 
