@@ -218,3 +218,18 @@ def test_pending_detections_are_delivered_by_flush(bundle_dir: Path, tmp_path: P
     assert flushed.returncode == 0, flushed.stderr.decode()
     assert sorted((Path(d["source"]).name, d["offset_start_s"], d["ebird_code"]) for d in received) == _expected(
         bundle_dir, plan, name="rec.wav")
+
+
+def test_systemd_unit_restarts_always_and_its_command_line_parses() -> None:
+    import shlex
+
+    from edge_runtime.cli import build_parser
+
+    unit = (REPO_ROOT / "edge_runtime" / "birdlab-edge.service").read_text()
+    lines = unit.replace("\\\n", " ").splitlines()
+    entries = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    assert entries["Restart"] == "always" and entries["KillSignal"] == "SIGTERM"
+    argv = shlex.split(entries["ExecStart"])
+    assert argv[1:4] == ["-m", "edge_runtime", "run"]
+    args = build_parser().parse_args(argv[3:])
+    assert args.config == Path("/etc/birdlab-edge/edge.toml") and args.token_file == "/etc/birdlab-edge/token"
