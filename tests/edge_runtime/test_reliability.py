@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from edge_bundle_factory import TONES_HZ, session_bundle, tone_sequence, write_wav
 from receiver_process import REPO_ROOT, ReceiverProcess, free_port, python_env
 from sample_detections import make_detections
 
+from edge_runtime.bundle import open_bundle
 from edge_runtime.outbox import Outbox
 from edge_runtime.receiver import DetectionStore
 
@@ -159,3 +161,59 @@ def test_faulty_receiver_the_sender_goes_on(tmp_path, receiver_args, producer_ar
         with Outbox(tmp_path / "outbox.sqlite3", create=False) as box:
             assert {x.detection_id for x in box.dead_letters()} == set(expected[:expected_dead])
             assert "HTTP 400" in box.dead_letters()[0].reason
+
+
+def test_the_runtime_sigkilled_and_restarted_delivers_every_detection_exactly_once(tmp_path_factory, tmp_path):
+    """`python -m edge_runtime run` over four files, SIGKILLed three times while delivering, then run to the end.
+
+    A restart re-processes the files: the detection ids are deterministic, so the re-sent detections are
+    recognised as duplicates by the receiver.
+    """
+    bundle_dir = session_bundle(tmp_path_factory)
+    bundle = open_bundle(bundle_dir)
+    plans = {f"rec{i}.wav": [(i + w) % len(TONES_HZ) for w in range(8)] for i in range(4)}  # a tone in every window
+    for name, plan in plans.items():
+        write_wav(tmp_path / name, tone_sequence(plan, spec=bundle.spec), sample_rate_hz=bundle.spec.sample_rate_hz)
+    expected = sorted((name, w * bundle.spec.clip_seconds, bundle.labels[k].ebird_code)
+                      for name, plan in plans.items() for w, k in enumerate(plan))
+    env = {k: v for k, v in python_env().items() if not k.startswith("EDGE_RUNTIME_")}
+    env["EDGE_RUNTIME_CACHE_DIR"] = str(tmp_path / "cache")
+    outbox_path = tmp_path / "outbox.sqlite3"
+    db = tmp_path / "receiver.sqlite3"
+    rng = random.Random(SEED)
+    backlog_at_kill = []
+    # slow answers: a batch is in flight most of the time, and the runtime is still delivering when killed
+    with ReceiverProcess(db, args=("--delay-s", "0.15")) as receiver:
+        command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
+                   *[a for name in plans for a in ("--source", f"file:{tmp_path / name}")],
+                   "--sink", receiver.url, "--outbox", str(outbox_path), "--batch-size", "3",
+                   "--retry-initial-seconds", "0.05", "--retry-max-seconds", "0.2", "--shutdown-flush-seconds", "30"]
+        stored_before = 0
+        with open(tmp_path / "runtime.log", "ab") as log:
+            for _ in range(3):
+                process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=REPO_ROOT)
+                try:
+                    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+                    while receiver.detections()["count"] <= stored_before:  # wait for progress in this run
+                        assert process.poll() is None, f"runtime exited early: {process.returncode}"
+                        assert time.monotonic() < deadline, "no detection delivered"
+                        time.sleep(0.05)
+                    time.sleep(rng.uniform(0.0, 0.2))
+                finally:
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                stored_before = receiver.detections()["count"]
+                with Outbox(outbox_path, create=False) as box:
+                    backlog_at_kill.append(box.depth())
+            final = subprocess.run(command, stdout=log, stderr=log, env=env, cwd=REPO_ROOT, timeout=PROCESS_TIMEOUT_S)
+        received = receiver.detections()["detections"]
+    assert final.returncode == 0, (tmp_path / "runtime.log").read_text()[-3000:]
+    assert stored_before < len(expected), "the runtime finished before the last kill: the test proved nothing"
+    assert max(backlog_at_kill) > 0, "no kill left undelivered detections behind: the test proved nothing"
+    ids = [d["id"] for d in received]
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert sorted((Path(d["source"]).name, d["offset_start_s"], d["ebird_code"]) for d in received) == expected
+    resent = [int(m) for m in re.findall(r"stored \d+, duplicates (\d+)", receiver.log_path.read_text())]
+    assert sum(resent) > 0  # re-processed windows were sent again and recognised
+    with Outbox(outbox_path, create=False) as box:
+        assert box.depth() == 0 and box.dead_letter_count() == 0
