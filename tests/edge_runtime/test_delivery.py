@@ -199,15 +199,19 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
     status = 200
     headers_out: dict[str, str] = {}
     seen: list[str] = []
+    echo_headers = False
+    """Answer with the request's headers as the body (a careless receiver's error page)."""
 
     def _answer(self) -> None:
         self.seen.append(self.command)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = str(self.headers).encode() if self.echo_headers else b""
         self.send_response(self.status)
         for name, value in self.headers_out.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     do_POST = do_GET = _answer
 
@@ -217,8 +221,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted_server():
-    def serve(status: int, headers: dict[str, str]):
-        handler = type("Handler", (_ScriptedHandler,), {"status": status, "headers_out": headers, "seen": []})
+    def serve(status: int, headers: dict[str, str], *, echo_headers: bool = False):
+        handler = type("Handler", (_ScriptedHandler,),
+                       {"status": status, "headers_out": headers, "seen": [], "echo_headers": echo_headers})
         server = HTTPServer(("127.0.0.1", 0), handler)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
@@ -246,6 +251,13 @@ def test_redirects_are_not_followed(scripted_server):
     with pytest.raises(TransientSendError, match="HTTP 302 redirect to .* not followed"):
         make_sink(url).send(make_detections(1, seed=131))
     assert target_handler.seen == []
+
+
+def test_a_receiver_echoing_the_token_does_not_put_it_into_the_reason(scripted_server):
+    url, _ = scripted_server(400, {}, echo_headers=True)
+    with pytest.raises(RejectedBatchError) as excinfo:
+        make_sink(url, token=TOKEN).send(make_detections(1, seed=133))
+    assert "Authorization: Bearer <token>" in excinfo.value.reason and TOKEN not in excinfo.value.reason
 
 
 @pytest.fixture(scope="module")
