@@ -244,6 +244,14 @@ def test_retry_after_is_read(scripted_server):
     assert excinfo.value.retry_after_s == 7.0
 
 
+def test_the_deliverer_waits_at_least_retry_after_within_the_backoff_cap(scripted_server, outbox):
+    url, _ = scripted_server(503, {"Retry-After": "7"})
+    outbox.add(make_detections(2, seed=129))
+    patient = dataclasses.replace(FAST, backoff_max_s=10.0)
+    assert Deliverer(outbox, make_sink(url), settings=patient).deliver_once().retry_in_s == 7.0
+    assert Deliverer(outbox, make_sink(url), settings=FAST).deliver_once().retry_in_s == FAST.backoff_max_s
+
+
 def test_redirects_are_not_followed(scripted_server):
     """urllib would turn the POST into a GET whose 200 looks like an acknowledgement: detections would be lost."""
     target, target_handler = scripted_server(200, {})
