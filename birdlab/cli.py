@@ -159,7 +159,7 @@ def _add_wasm(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("wasm", help="build melspec.wasm, the C++ log-mel frontend (cpp_melspec/)")
     wasm_sub = p.add_subparsers(dest="wasm_command", required=True)
     b = wasm_sub.add_parser("build", help="compile cpp_melspec to wasm32-wasi with ziglang (cached by source hash)")
-    b.add_argument("--out", type=Path, default=None, help="also copy the module here (file or directory)")
+    b.add_argument("--out", default=None, help="also copy the module here (file, or directory: existing or ending in /)")
     b.add_argument("--force", action="store_true", help="recompile even when the cache holds this source hash")
 
     def run_build(args: argparse.Namespace) -> int:
@@ -215,10 +215,56 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(handler=run_melspec)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a classifier on a BirdCLEF 2021 directory into runs/NAME")
+    p.add_argument("--config", default="birdclef2021_brittany",
+                   help="preset (demo, tiny, birdclef2021_brittany) or a .json/.toml file of overrides")
+    p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="BirdCLEF 2021 directory")
+    p.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
+
+    def run(args: argparse.Namespace) -> int:
+        import dataclasses
+
+        from birdlab.train import train
+        from birdlab.training_config import load_config
+
+        config = load_config(args.config)
+        overrides = {"epochs": args.epochs, "seed": args.seed}
+        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        result = train(config=config, data_dir=args.data, out_dir=args.out, cache_root=args.cache)
+        print(result.describe())
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a run: row-wise micro F1 on soundscape rows, per-class AP, plots")
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `train`")
+    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the run used)")
+    p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
+
+    def run(args: argparse.Namespace) -> int:
+        from birdlab.evaluate import evaluate_run
+
+        metrics = evaluate_run(args.run, data_dir=args.data, cache_root=args.cache)
+        print(f"{args.run}: row-wise micro F1 {metrics['row_wise_micro_f1']:.3f} on {metrics['evaluated_on']} "
+              f"at threshold {metrics['threshold']:.2f} (chosen on {metrics['threshold_chosen_on']}); "
+              f"macro AP {metrics['macro_ap'] if metrics['macro_ap'] is None else round(metrics['macro_ap'], 3)}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 # Each entry adds one subcommand. Add yours here, in the order of `python -m birdlab --help`.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
+    _add_train,
+    _add_evaluate,
     _add_export,
     _add_audit,
     _add_compat,

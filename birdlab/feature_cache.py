@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -223,8 +224,9 @@ def compute_features(jobs: Sequence[FeatureJob], *, cache: FeatureCache, workers
                 results[i] = _as_result(_load_in_worker(cache.spec.to_json(), str(cache.root), jobs[i]))
                 bar.update()
         else:
-            # spawn, not fork: the parent may already hold TensorFlow's threads.
-            with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=get_context("spawn")) as pool:
+            # fork is fast and needs no `if __name__ == "__main__"` guard, but not once TensorFlow's threads exist.
+            context = get_context("spawn" if "tensorflow" in sys.modules else "fork")
+            with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context) as pool:
                 futures = {pool.submit(_load_in_worker, cache.spec.to_json(), str(cache.root), jobs[i]): i
                            for i in missing}
                 for future in as_completed(futures):

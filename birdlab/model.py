@@ -4,8 +4,8 @@ The model input is the log-mel spectrogram in dB exactly as `birdlab.features.lo
 returns it (no RFFT/STFT inside the graph); the first layer is a fixed affine
 normalisation (`x * scale + offset`, i.e. MUL + ADD) from training-set dB statistics.
 Convolution + BatchNormalization + ReLU blocks fold into CONV_2D / DEPTHWISE_CONV_2D
-with a fused ReLU when converted; GlobalAveragePooling2D becomes MEAN, Dense becomes
-FULLY_CONNECTED and the sigmoid LOGISTIC.
+with a fused ReLU when converted; the pooling head becomes AVERAGE_POOL_2D / MAX_POOL_2D /
+ADD / RESHAPE, Dense becomes FULLY_CONNECTED and the sigmoid LOGISTIC.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ALLOWED_TFLITE_OPS = frozenset({
 MAX_DEFAULT_PARAMETERS = 1_000_000
 NORMALISATION_LAYER = "normalise_db"
 MODEL_PRESETS = ("tiny", "default")
+TIME_POOLINGS = ("mean", "max", "mean+max")
 
 
 class ModelOpError(ValueError):
@@ -53,6 +54,11 @@ class ModelConfig:
     """Units of the hidden dense layer before the output; 0 = no hidden layer."""
     dropout: float = 0.25
     """Dropout rate before each dense layer (training only; absent from the TFLite graph)."""
+    time_pooling: str = "mean+max"
+    """How the last feature map becomes one vector: mean over mel bands, then over time 'mean', 'max'
+    or 'mean+max' (their sum: a short call in a long window still counts)."""
+    batchnorm_momentum: float = 0.9
+    """Momentum of the BatchNorm moving statistics (0.9 settles within an epoch of a small dataset)."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, what: str) -> None:
@@ -65,6 +71,8 @@ class ModelConfig:
         need(self.kernel_size in (1, 3, 5), "kernel_size", "must be 1, 3 or 5")
         need(self.head_units >= 0, "head_units", "must be >= 0")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        need(self.time_pooling in TIME_POOLINGS, "time_pooling", f"must be one of {TIME_POOLINGS}")
+        need(0.0 < self.batchnorm_momentum < 1.0, "batchnorm_momentum", "must be in (0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,7 +135,7 @@ def build_model(
 
     def conv_bn_relu(x, layer, name: str):
         x = layer(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=config.batchnorm_momentum, name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
 
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel_db", dtype="float32")
@@ -143,7 +151,16 @@ def build_model(
         x = conv_bn_relu(x, layers.Conv2D(filters, 1, use_bias=False, name=f"block{i}_pw"), f"block{i}_pw")
         if x.shape[1] >= 2 and x.shape[2] >= 2:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="global_mean")(x)
+    # Pooling layers, not reductions: AVERAGE_POOL_2D / MAX_POOL_2D / ADD / RESHAPE in TF Lite.
+    n_bands, n_steps, channels = x.shape[1], x.shape[2], x.shape[3]
+    x = layers.AveragePooling2D((n_bands, 1), name="mel_mean")(x) if n_bands > 1 else x
+    pooled = []
+    if config.time_pooling in ("mean", "mean+max"):
+        pooled.append(layers.AveragePooling2D((1, n_steps), name="time_mean")(x))
+    if config.time_pooling in ("max", "mean+max"):
+        pooled.append(layers.MaxPooling2D((1, n_steps), name="time_max")(x))
+    x = layers.Add(name="time_mean_plus_max")(pooled) if len(pooled) > 1 else pooled[0]
+    x = layers.Reshape((channels,), name="flatten")(x)
     if config.head_units:
         x = layers.Dropout(config.dropout, name="head_dropout")(x)
         x = layers.Dense(config.head_units, activation="relu", name="head")(x)

@@ -116,7 +116,7 @@ def birdclef2021_brittany() -> TrainConfig:
 
 def demo() -> TrainConfig:
     """The embedded-default demo: the default model on the synthetic dataset, <= 5 min on 2 CPU cores."""
-    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=14, batch_size=32,
+    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=18, batch_size=32,
                                early_stopping_patience=4, learning_rate=3e-3)
 
 

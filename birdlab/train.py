@@ -1,0 +1,285 @@
+"""`python -m birdlab train`: features -> tf.data -> the CNN under a tf.distribute strategy -> a run directory.
+
+The run directory (runs/NAME/) holds everything needed to reproduce, compare and export
+the run: config.json (the TrainConfig; `train --config runs/NAME/config.json` repeats it),
+feature_spec.json, labels.csv (index,ebird_code,scientific_name,common_name), split.json,
+model.keras, checkpoints/best.keras, history.csv, tensorboard/, metrics.json, plots/ and
+run_info.json (git commit, package versions, seed, data directory, timings).
+
+Same seed -> same split, same crops, same batches and augmentations, same weights and the
+same metrics on CPU (tf.keras.utils.set_random_seed + enable_op_determinism).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from birdlab import __version__, paths
+from birdlab.augment import augment_batch
+from birdlab.errors import UserError
+from birdlab.feature_cache import FeatureCache
+from birdlab.model import build_model
+from birdlab.species import Species
+from birdlab.training_config import TrainConfig
+from birdlab.training_data import SPLIT_FILENAME, LabelledClips, TrainingData, prepare_training_data
+from edge_runtime.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+LABELS_FILENAME = "labels.csv"
+LABEL_COLUMNS = ("index", "ebird_code", "scientific_name", "common_name")
+MAX_NOISE_CLIPS = 256
+"""The background-noise bank is a constant of the input pipeline: keep it small."""
+VERSIONED_PACKAGES = ("birdlab", "tensorflow", "tensorflow-cpu", "keras", "numpy", "librosa", "soxr", "soundfile",
+                      "ai-edge-litert")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns: the run directory and its headline figures."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    epochs_run: int
+    train_seconds: float
+    n_train_clips: int
+
+    def describe(self) -> str:
+        f1 = self.metrics["row_wise_micro_f1"]
+        return (f"{self.run_dir}: {self.epochs_run} epochs on {self.n_train_clips} clips in {self.train_seconds:.0f} s; "
+                f"row-wise micro F1 {f1:.3f} on {self.metrics['evaluated_on']} at threshold {self.metrics['threshold']:.2f}")
+
+
+def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `name` (see TrainConfig.strategy).
+
+    'auto': MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy when more
+    than one GPU is visible, else the default strategy. 'mirrored' mirrors over every GPU,
+    or over every logical CPU device when there is no GPU.
+    """
+    import tensorflow as tf
+
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown strategy {name!r}; choose auto, default, mirrored or multi_worker")
+
+
+def _dataset_options() -> tf.data.Options:
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: FeatureSpec,
+                       noise_bank: np.ndarray) -> tf.data.Dataset:
+    """Shuffled, batched, augmented (features (b, n_mels, frames, 1), targets (b, n_species), weights (b,))."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets, clips.weights))
+    ds = ds.shuffle(len(clips), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    bank = tf.constant(noise_bank[..., None]) if len(noise_bank) else None
+
+    def augment(batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return augment_batch(*batch, seed=seed, config=config.augment, noise_bank=bank, top_db=spec.top_db,
+                             amin=spec.db_amin * spec.db_ref)
+
+    ds = tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
+
+
+def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Dataset:
+    """Unaugmented (features, targets) batches in order."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets)).batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
+
+
+def write_labels(path: Path, species: tuple[Species, ...]) -> None:
+    """labels.csv: index,ebird_code,scientific_name,common_name in model output order."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(LABEL_COLUMNS)
+        for i, s in enumerate(species):
+            writer.writerow([i, s.ebird_code, s.scientific_name, s.common_name])
+
+
+def read_labels(path: Path) -> tuple[Species, ...]:
+    """Species in output order from a run's labels.csv."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read labels ({exc.strerror}); is this a run directory?") from None
+    if [int(r["index"]) for r in rows] != list(range(len(rows))):
+        raise UserError(f"{path}: 'index' must count 0, 1, 2, ... in order")
+    return tuple(Species(r["ebird_code"], r["scientific_name"], r["common_name"]) for r in rows)
+
+
+def _git_commit() -> tuple[str | None, bool | None]:
+    try:
+        commit = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a run's result."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spec: FeatureSpec | None = None,
+          cache_root: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it."""
+    started = datetime.now(UTC)
+    data_dir, run_dir = Path(data_dir), Path(out_dir)
+    spec = spec or FeatureSpec()
+    cache = FeatureCache(spec=spec, root=cache_root)
+    feature_start = time.perf_counter()
+    data = prepare_training_data(data_dir=data_dir, config=config, spec=spec, cache=cache, progress=progress)
+    feature_seconds = time.perf_counter() - feature_start
+    if len(data.train) == 0:
+        raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
+
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    strategy = select_strategy(config.strategy)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json(), encoding="utf-8")
+    spec.save(run_dir)
+    write_labels(run_dir / LABELS_FILENAME, data.species)
+    (run_dir / SPLIT_FILENAME).write_text(data.split.to_json(), encoding="utf-8")
+
+    mean_db = float(np.mean(data.train.features, dtype=np.float64))
+    std_db = float(np.std(data.train.features, dtype=np.float64)) or 1.0
+    rng = np.random.default_rng([config.seed, 31])
+    noise_bank = data.noise_bank
+    if len(noise_bank) > MAX_NOISE_CLIPS:
+        noise_bank = noise_bank[np.sort(rng.choice(len(noise_bank), MAX_NOISE_CLIPS, replace=False))]
+    train_ds = make_train_dataset(data.train, config=config, spec=spec, noise_bank=noise_bank)
+    has_validation = len(data.validation) > 0
+    val_ds = make_eval_dataset(data.validation, batch_size=config.batch_size) if has_validation else None
+    steps_per_epoch = -(-len(data.train) // config.batch_size)
+
+    with strategy.scope():
+        model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
+                            norm_mean_db=mean_db, norm_std_db=std_db)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
+                                                          alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")])
+
+    monitor = "val_loss" if has_validation else "loss"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=monitor,
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+    ]
+    fit_start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+                        verbose=2 if progress else 0)
+    train_seconds = time.perf_counter() - fit_start
+    model.save(run_dir / "model.keras")
+
+    commit, dirty = _git_commit()
+    run_info = {
+        "run_id": run_dir.name,
+        "birdlab_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "package_versions": package_versions(),
+        "python": platform.python_version(),
+        "seed": config.seed,
+        "data_dir": str(data_dir.resolve()),
+        "spec_hash": spec.spec_hash,
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "feature_seconds": round(feature_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "epochs_run": len(history.history.get("loss", [])),
+        "parameters": int(model.count_params()),
+        "normalisation": {"mean_db": mean_db, "std_db": std_db},
+        "clips": {"train": len(data.train), "validation": len(data.validation),
+                  "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
+                  "noise_bank": int(len(noise_bank))},
+        "skipped_audio": data.skipped,
+    }
+    (run_dir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
+
+    from birdlab.evaluate import evaluate_run
+
+    metrics = evaluate_run(run_dir, model=model, data=data, progress=progress)
+    return TrainResult(run_dir=run_dir, metrics=metrics, epochs_run=run_info["epochs_run"],
+                       train_seconds=train_seconds, n_train_clips=len(data.train))
+
+
+def load_run_inputs(run_dir: Path) -> tuple[TrainConfig, FeatureSpec, tuple[Species, ...], dict[str, Any]]:
+    """(config, spec, species, run_info) of a finished run."""
+    from birdlab.training_config import load_config
+
+    if not (run_dir / "model.keras").is_file():
+        raise UserError(f"{run_dir}: no model.keras; train first (python -m birdlab train --out {run_dir})")
+    config = load_config(run_dir / "config.json")
+    spec = FeatureSpec.load(run_dir)
+    species = read_labels(run_dir / LABELS_FILENAME)
+    try:
+        run_info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        run_info = {}
+    return config, spec, species, run_info
+
+
+__all__ = ["TrainResult", "TrainingData", "load_run_inputs", "make_train_dataset", "select_strategy", "train"]
