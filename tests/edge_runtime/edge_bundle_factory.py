@@ -64,13 +64,12 @@ def tone_sequence(labels: list[int | None], *, spec: FeatureSpec, seconds_each: 
     return np.concatenate(parts)
 
 
-def build_tone_tflite(path: Path, *, spec: FeatureSpec, n_outputs: int) -> Path:
-    """Write the tone-detector TFLite model for `spec` with n_outputs labels (tones cycle if more)."""
+def build_tone_keras(*, spec: FeatureSpec, n_outputs: int, batch_size: int | None = 1):  # -> keras.Model
+    """The tone detector as a Keras model: input (batch, n_mels, frames, 1) dB, output (batch, n_outputs) sigmoid."""
     import keras
-    import tensorflow as tf
 
     n_mels, frames, _ = spec.input_shape
-    inputs = keras.Input(shape=spec.input_shape, batch_size=1, dtype="float32")
+    inputs = keras.Input(shape=spec.input_shape, batch_size=batch_size, dtype="float32")
     x = keras.layers.MaxPooling2D(pool_size=(1, frames))(inputs)
     x = keras.layers.Flatten()(x)
     dense = keras.layers.Dense(n_outputs, activation="sigmoid")
@@ -80,8 +79,14 @@ def build_tone_tflite(path: Path, *, spec: FeatureSpec, n_outputs: int) -> Path:
         kernel[tone_band(spec, TONES_HZ[k % len(TONES_HZ)]), k] = TONE_WEIGHT
     bias = np.full(n_outputs, -TONE_WEIGHT * TONE_CUTOFF_DB, dtype=np.float32)
     dense.set_weights([kernel, bias])
-    model = keras.Model(inputs, outputs)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return keras.Model(inputs, outputs)
+
+
+def build_tone_tflite(path: Path, *, spec: FeatureSpec, n_outputs: int) -> Path:
+    """Write the tone-detector TFLite model for `spec` with n_outputs labels (tones cycle if more)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(build_tone_keras(spec=spec, n_outputs=n_outputs))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     path.write_bytes(converter.convert())
     return path

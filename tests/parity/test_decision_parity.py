@@ -1,0 +1,56 @@
+"""Issue 6, item 8: the edge runtime's detections equal the lab's (librosa features + the Keras model, same
+windows and threshold), end to end: reference receiver and `python -m edge_runtime run` as processes.
+
+Two bundles: the tone detector (always; tones make the decisions non-trivial) over tone audio and the
+quick synthetic soundscape, and the demo bundle (export/demo with runs/demo) over data/synthetic once
+`python -m birdlab demo` has made them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from edge_bundle_factory import build_tone_keras, session_bundle, tone_sequence, write_wav
+
+from birdlab import paths
+from birdlab.data import BirdCLEF2021
+from birdlab.edge_demo import run_edge_demo
+from edge_runtime.spec import FeatureSpec
+
+
+def _soundscapes(root: Path) -> list[Path]:
+    return [s.path for _, s in sorted(BirdCLEF2021(root).soundscapes().items())]
+
+
+@pytest.mark.slow
+def test_tone_detector_decisions_equal_the_lab(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                               synthetic_quick: Path) -> None:
+    bundle_dir = session_bundle(tmp_path_factory)
+    spec = FeatureSpec()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    build_tone_keras(spec=spec, n_outputs=4, batch_size=None).save(run_dir / "model.keras")
+    tones = write_wav(tmp_path / "tones.wav", tone_sequence([0, None, 1, 2, 3, 3, None], spec=spec)[: -spec.clip_samples // 2],
+                      sample_rate_hz=spec.sample_rate_hz)
+    result = run_edge_demo(bundle_dir=bundle_dir, run_dir=run_dir, audio_paths=[tones, *_soundscapes(synthetic_quick)],
+                           work_dir=tmp_path / "edge_demo")
+    assert len(result.parity.expected) >= 5, "the tones must give decisions, or the comparison proves nothing"
+    assert result.parity.equal, result.parity.describe()
+    assert result.receiver_count == len(result.parity.received), "each detection stored once"
+    assert result.status["files_failed"] == 0 and result.status["outbox_depth"] == 0
+
+
+@pytest.mark.slow
+def test_demo_bundle_decisions_equal_the_lab(tmp_path: Path) -> None:
+    bundle_dir, run_dir = paths.EXPORT_DIR / "demo", paths.RUNS_DIR / "demo"
+    if not (bundle_dir / "manifest.json").exists() or not (run_dir / "model.keras").exists():
+        pytest.skip("no demo bundle yet: run `python -m birdlab demo` (it writes runs/demo and export/demo)")
+    soundscapes = _soundscapes(paths.SYNTHETIC_DIR)
+    if not soundscapes:
+        pytest.skip("no synthetic soundscapes: run `python -m birdlab demo` first")
+    result = run_edge_demo(bundle_dir=bundle_dir, run_dir=run_dir, audio_paths=soundscapes,
+                           work_dir=tmp_path / "edge_demo")
+    print(result.parity.describe(), f"(closest probability to the threshold: {result.margin:.2e})")
+    assert result.parity.equal, result.parity.describe()
+    assert result.receiver_count == len(result.parity.received)
