@@ -50,12 +50,35 @@ def step_train(ctx: DemoContext) -> None:
     ctx.results["run_dir"] = result.run_dir
 
 
+def step_edge(ctx: DemoContext) -> None:
+    """Reference receiver + `python -m edge_runtime run` over the synthetic soundscapes with export/demo;
+    print detections received vs expected (the lab's: librosa + Keras on the same windows and threshold)."""
+    from birdlab.data import BirdCLEF2021
+    from birdlab.edge_demo import run_edge_demo
+
+    bundle_dir = Path(str(ctx.results.get("bundle_dir", paths.EXPORT_DIR / "demo")))
+    run_dir = Path(str(ctx.results.get("run_dir", paths.RUNS_DIR / "demo")))
+    if not (bundle_dir / "manifest.json").exists() or not (run_dir / "model.keras").exists():
+        print(f"skipped: needs the bundle {bundle_dir} and the run {run_dir} (the train and export steps)")
+        return
+    soundscapes = [s.path for _, s in sorted(BirdCLEF2021(ctx.data_dir).soundscapes().items())]
+    result = run_edge_demo(bundle_dir=bundle_dir, run_dir=run_dir, audio_paths=soundscapes,
+                           work_dir=paths.INTERIM_DIR / "edge_demo")
+    status = result.status
+    print(f"edge runtime: {len(soundscapes)} soundscape(s), {status['windows_processed']} windows, "
+          f"realtime factor {status['realtime_factor']:.0f} (whole process: {result.wall_seconds:.1f} s)")
+    print(f"receiver stored {result.receiver_count} detection(s)")
+    print(result.parity.describe())
+    ctx.results["edge"] = result
+
+
 DemoStep = Callable[[DemoContext], None]
 
 # The demo runs these in order. Add a step here (and its function above).
 STEPS: list[tuple[str, DemoStep]] = [
     ("dataset", step_dataset),
     ("train", step_train),
+    ("edge", step_edge),  # keep last: it needs the run and the exported bundle
 ]
 
 
