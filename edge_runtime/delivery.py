@@ -53,6 +53,7 @@ RETRYABLE_4XX = (408, 429)
 _MAX_RESPONSE_BYTES = 64 * 1024
 _REASON_BODY_CHARS = 300
 _USER_AGENT = "birdlab-edge-runtime"
+_MAX_BACKOFF_EXPONENT = 60
 
 
 class SinkError(Exception):
@@ -111,14 +112,15 @@ class DeliverySettings:
         for name in ("timeout_s", "backoff_initial_s", "backoff_max_s", "idle_poll_s"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")
-        need(self.backoff_multiplier >= 1.0, "backoff_multiplier", "must be >= 1")
+        need(1.0 <= self.backoff_multiplier <= 10.0, "backoff_multiplier", "must be in [1, 10]")
         need(self.backoff_max_s >= self.backoff_initial_s, "backoff_max_s", "must be >= backoff_initial_s")
         need(0.0 <= self.jitter_fraction <= 1.0, "jitter_fraction", "must be in [0, 1]")
 
 
 def backoff_delay_s(consecutive_failures: int, *, settings: DeliverySettings, rng: random.Random) -> float:
     """Delay before the next attempt after n >= 1 consecutive failures: exponential, capped, jittered."""
-    exponent = max(0, consecutive_failures - 1)
+    # the exponent is capped so that days of failures cannot overflow a float (2.0 ** 1024 raises OverflowError)
+    exponent = min(max(0, consecutive_failures - 1), _MAX_BACKOFF_EXPONENT)
     delay = min(settings.backoff_max_s, settings.backoff_initial_s * settings.backoff_multiplier**exponent)
     return rng.uniform(delay * (1.0 - settings.jitter_fraction), delay)
 

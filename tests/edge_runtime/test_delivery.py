@@ -137,7 +137,7 @@ def test_settings_are_validated():
 def test_backoff_grows_exponentially_is_capped_and_jittered():
     settings = DeliverySettings(backoff_initial_s=1.0, backoff_multiplier=2.0, backoff_max_s=30.0, jitter_fraction=0.5)
     rng = random.Random(5)
-    for failures, nominal in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (40, 30.0)]:
+    for failures, nominal in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (40, 30.0), (100_000, 30.0)]:
         draws = [backoff_delay_s(failures, settings=settings, rng=rng) for _ in range(200)]
         assert min(draws) >= nominal * 0.5 and max(draws) <= nominal
         assert max(draws) - min(draws) > nominal * 0.3  # really jittered
