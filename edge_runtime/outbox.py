@@ -352,7 +352,7 @@ class Outbox:
         rowids = list(rowids)
         now = _now_utc()
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
             moved = 0
             for chunk in _chunks(rowids):
                 marks = _placeholders(len(chunk))
@@ -373,11 +373,14 @@ class Outbox:
                     (excess,),
                 )
                 self._bump(conn, "dead_letters_dropped", excess)
-            return moved
+            return moved, max(0, excess)
 
-        moved = self._write(work) if rowids else 0
+        moved, forgotten = self._write(work) if rowids else (0, 0)
         if moved:
             log.error("dead-lettered %d detection(s): %s", moved, reason)
+        if forgotten:
+            log.warning("dead-letter table full (max_dead_letters=%d): dropped its %d oldest entries",
+                        self.settings.max_dead_letters, forgotten)
         return moved
 
     def requeue_dead_letters(self, *, limit: int | None = None) -> int:

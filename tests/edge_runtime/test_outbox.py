@@ -131,8 +131,10 @@ def test_dead_letters_keep_reason_can_be_requeued_and_are_bounded(tmp_path, capl
         letters = box.dead_letters()
         assert [x.detection_id for x in letters] == [d.id for d in reversed(detections[:3])]
         assert box.stats().last_dead_letter_reason.startswith("HTTP 400")
-        box.dead_letter([r for r, _ in box.pending(3)], "HTTP 422: second batch")
+        with caplog.at_level(logging.WARNING, "edge_runtime.outbox"):
+            box.dead_letter([r for r, _ in box.pending(3)], "HTTP 422: second batch")
         assert box.dead_letter_count() == 4  # bounded: the two oldest dead letters dropped
+        assert "dead-letter table full (max_dead_letters=4): dropped its 2 oldest entries" in caplog.text
         assert box.requeue_dead_letters() == 4
         assert box.dead_letter_count() == 0
         assert sorted(d.id for _, d in box.pending(100)) == sorted(d.id for d in detections[2:])
