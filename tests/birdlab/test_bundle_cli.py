@@ -78,3 +78,29 @@ def test_pack_refuses_a_damaged_bundle(bundle_copy):
 def test_verify_names_a_missing_directory(tmp_path):
     done = _birdlab("bundle", "verify", str(tmp_path / "absent"))
     assert done.returncode == 2 and "no such bundle" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, synthetic_quick):
+    """A real training run (the tiny preset, seconds) on the quick synthetic dataset."""
+    from birdlab.train import train
+    from birdlab.training_config import tiny
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(config=tiny(), data_dir=synthetic_quick, out_dir=out, progress=False)
+    return out
+
+
+@pytest.mark.slow
+def test_export_cli_on_a_trained_run(tmp_path, tiny_run):
+    out = tmp_path / "export" / "tiny"
+    done = _birdlab("export", "--run", str(tiny_run), "--out", str(out), "--variant", "int8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "PASS: floor TF Lite 1.15.0" in done.stdout and "Keras vs TFLite" in done.stdout
+    bundle = open_bundle(out)
+    assert bundle.variant == "int8" and bundle.manifest["run_id"] == "tiny"
+    figures = bundle.manifest["equivalence"]["variants"]
+    assert figures["f32"]["meets_target"] is True
+    assert figures["f32"]["n_clips"] > 0 and figures["int8"]["f1_keras"] is not None
+    verified = _birdlab("bundle", "verify", str(out))
+    assert verified.returncode == 0, verified.stderr
