@@ -233,3 +233,59 @@ def test_systemd_unit_restarts_always_and_its_command_line_parses() -> None:
     assert argv[1:4] == ["-m", "edge_runtime", "run"]
     args = build_parser().parse_args(argv[3:])
     assert args.config == Path("/etc/birdlab-edge/edge.toml") and args.token_file == "/etc/birdlab-edge/token"
+
+
+def test_dir_source_end_to_end_and_no_redo_after_restart(bundle_dir: Path, tmp_path: Path,
+                                                         env: dict[str, str]) -> None:
+    spec = open_bundle(bundle_dir).spec
+    incoming, out, status_path = tmp_path / "incoming", tmp_path / "out.jsonl", tmp_path / "status.json"
+    incoming.mkdir()
+    command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir), "--source", f"dir:{incoming}",
+               "--sink", f"jsonl:{out}", "--outbox", str(tmp_path / "outbox.sqlite"), "--status", str(status_path),
+               "--status-interval-seconds", "0.1", "--dir-poll-seconds", "0.1", "--shutdown-flush-seconds", "2"]
+
+    def run_until(files_done: int) -> dict:
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT)
+        try:
+            deadline = time.monotonic() + PROCESS_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if status_path.exists():
+                    status = json.loads(status_path.read_text())
+                    if status["state"] == "running" and status["files_done"] >= files_done:
+                        break
+                time.sleep(0.1)
+            time.sleep(1.0)  # several more polls: a done file must not come back
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 0, stderr.decode()
+        return json.loads(status_path.read_text())
+
+    write_wav(incoming / "one.wav", tone_sequence([0], spec=spec), sample_rate_hz=spec.sample_rate_hz)
+    write_wav(incoming / "two.wav", tone_sequence([None, 2], spec=spec), sample_rate_hz=spec.sample_rate_hz)
+    first = run_until(2)
+    assert (first["files_done"], first["windows_processed"], first["detections_total"]) == (2, 3, 2)
+    second = run_until(0)  # restarted: the two files are remembered as done
+    assert (second["files_done"], second["windows_processed"]) == (0, 0)
+    delivered = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((Path(d["source"]).name, d["offset_start_s"]) for d in delivered) == [("one.wav", 0.0),
+                                                                                        ("two.wav", 5.0)]
+    assert all(d["source"].startswith("dir:") for d in delivered)
+
+
+def test_bench_writes_the_figures(bundle_dir: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    out = tmp_path / "bench.json"
+    result = _edge("bench", "--bundle", str(bundle_dir), "--out", str(out), "--windows", "3", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    figures = json.loads(out.read_text())
+    assert figures == json.loads(result.stdout)
+    for key in ("frontend_ms_per_window", "model_ms_per_window", "realtime_factor", "peak_rss_mb", "load_cold_ms",
+                "load_cached_ms"):
+        assert figures[key] > 0, key
+    assert figures["window_seconds"] == 5.0
+    expected_rtf = 5000.0 / (figures["frontend_ms_per_window"] + figures["model_ms_per_window"])
+    assert abs(figures["realtime_factor"] - expected_rtf) <= 0.01 * expected_rtf
+    assert figures["load_cached_ms"] < figures["load_cold_ms"], "the compiled wasm is cached"

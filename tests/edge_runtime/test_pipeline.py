@@ -188,3 +188,28 @@ def test_stop_event_finishes_the_current_window_and_flushes(settings: EdgeSettin
     assert status["state"] == "stopped" and status["windows_processed"] == 0
     with Outbox(settings.outbox) as outbox:
         assert outbox.depth() == 0
+
+
+def test_interpreter_is_chosen_at_run_time(bundle_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from edge_runtime.inference import InferenceError, interpreter_class
+
+    _, name = interpreter_class("auto")
+    assert name == "ai_edge_litert", "LiteRT first"
+    model = TFLiteModel.load(open_bundle(bundle_dir).model_path, backend="ai_edge_litert", num_threads=2)
+    assert model.backend == "ai_edge_litert" and model.output_info.shape == (1, len(TONES_HZ))
+    with pytest.raises(InferenceError, match="must be 'auto' or one of"):
+        interpreter_class("tensorflow")
+    # without LiteRT, auto falls back to tflite_runtime; with neither installed the error says what to install
+    code = ("import sys; sys.modules['ai_edge_litert'] = None\n"
+            "from edge_runtime.inference import InferenceError, interpreter_class\n"
+            "try:\n    print(interpreter_class('auto')[1])\nexcept InferenceError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    try:
+        import tflite_runtime  # noqa: F401
+    except ImportError:
+        assert "tried ai_edge_litert" in out and "tflite_runtime" in out and "pip install ai-edge-litert" in out
+    else:
+        assert out.strip() == "tflite_runtime"
