@@ -50,6 +50,18 @@ def step_train(ctx: DemoContext) -> None:
     ctx.results["run_dir"] = result.run_dir
 
 
+def step_export(ctx: DemoContext) -> None:
+    """Export runs/demo to export/demo (f32/f16/int8 TFLite, op audit vs TF Lite 1.15, Keras equivalence, bundle)."""
+    from birdlab.bundle import export_run
+
+    run_dir = Path(str(ctx.results.get("run_dir", paths.RUNS_DIR / "demo")))
+    result = export_run(run_dir=run_dir, out_dir=paths.EXPORT_DIR / "demo", variant="f32")
+    print(result.to_text())
+    print(f"bundle: {result.bundle_dir} ({'ok' if result.ok else 'shipped variant misses a target'})")
+    ctx.results["export"] = result
+    ctx.results["bundle_dir"] = result.bundle_dir
+
+
 def step_edge(ctx: DemoContext) -> None:
     """Reference receiver + `python -m edge_runtime run` over the synthetic soundscapes with export/demo;
     print detections received vs expected (the lab's: librosa + Keras on the same windows and threshold)."""
@@ -78,6 +90,7 @@ DemoStep = Callable[[DemoContext], None]
 STEPS: list[tuple[str, DemoStep]] = [
     ("dataset", step_dataset),
     ("train", step_train),
+    ("export", step_export),
     ("edge", step_edge),  # keep last: it needs the run and the exported bundle
 ]
 
