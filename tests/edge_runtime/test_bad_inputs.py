@@ -125,7 +125,6 @@ def _make_inputs(directory: Path, rng: np.random.Generator) -> tuple[dict[str, i
     return good, bad
 
 
-@pytest.mark.slow
 def test_bad_files_are_reported_one_by_one_and_the_run_goes_on(bundle_dir: Path, tmp_path: Path,
                                                                env: dict[str, str], rng: np.random.Generator) -> None:
     audio = tmp_path / "audio"
