@@ -40,8 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.delivery import RECEIVER_PATH, SinkError, load_token
 from edge_runtime.detection import Detection, DetectionError
+from edge_runtime.sinks import RECEIVER_PATH, SinkError, load_token
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from sample_detections import make_detections
 
-from edge_runtime.delivery import Deliverer, DeliverySettings, make_sink
+from edge_runtime.delivery import Deliverer, DeliverySettings
 from edge_runtime.outbox import Outbox
+from edge_runtime.sinks import make_sink
 
 
 def read_progress(path: Path) -> int:

@@ -15,8 +15,8 @@ import pytest
 from receiver_process import REPO_ROOT, ReceiverProcess, python_env
 from sample_detections import make_detections
 
-from edge_runtime.delivery import batch_json
 from edge_runtime.receiver import DetectionStore, ReceiverSettings, start_receiver
+from edge_runtime.sinks import batch_json
 
 TOKEN = "s3cret-token-for-tests"
 DELAY_S = 1.0
