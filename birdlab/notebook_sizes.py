@@ -42,6 +42,14 @@ class NotebookSize:
     """Audio files compared in 04_parity (the first n, sorted by path)."""
     parity_worst_files: int
     """Worst files drawn side by side in 04_parity."""
+    train_preset: str
+    """birdlab.training_config preset trained by 02_train (and reused by 03-05)."""
+    export_variant: str
+    """Variant shipped as the bundle's model.tflite by 03_export ('f32', 'f16' or 'int8')."""
+    compat_runtimes: tuple[str, ...]
+    """Runtimes of the compatibility matrix (birdlab.compat names; each is a cached venv, one pip install)."""
+    latency_repeats: int
+    """Timed single-clip inferences per variant in 03_export (the median is reported)."""
 
 
 def smoke() -> NotebookSize:
@@ -55,6 +63,10 @@ def smoke() -> NotebookSize:
         work_dir=paths.INTERIM_DIR / "notebooks-smoke",
         parity_max_files=6,
         parity_worst_files=2,
+        train_preset="tiny",
+        export_variant="f32",
+        compat_runtimes=("ai-edge-litert", "tflite-runtime-2.14"),
+        latency_repeats=10,
     )
 
 
@@ -69,6 +81,10 @@ def full() -> NotebookSize:
         work_dir=paths.INTERIM_DIR / "notebooks",
         parity_max_files=60,
         parity_worst_files=3,
+        train_preset="demo",
+        export_variant="f32",
+        compat_runtimes=("ai-edge-litert", "tflite-runtime-2.14", "tensorflow-1.15", "tract"),
+        latency_repeats=50,
     )
 
 
