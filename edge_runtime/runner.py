@@ -77,10 +77,6 @@ def _validate(settings: EdgeSettings) -> None:
         raise UsageError("no bundle: give --bundle DIR_OR_TAR_GZ (or 'bundle' in the config file)")
     if not settings.sources:
         raise UsageError("no source: give at least one --source (mic[:DEVICE], file:PATH, dir:PATH or stdin)")
-    for text in settings.sources:
-        spec = parse_source(text)
-        if spec.kind == "file" and not spec.target:
-            raise UsageError(f"source {text!r}: no path")
     if sum(parse_source(t).kind == "stdin" for t in settings.sources) > 1:
         raise UsageError("stdin can be a source only once")
 
@@ -99,7 +95,7 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
     if not report.ok:
         log.error("bundle refused: %s", report.verdict)
         return EXIT_USAGE
-    from edge_runtime.frontend import MelFrontend
+    from edge_runtime.frontend import FrontendError, MelFrontend
 
     try:
         bundle = open_bundle(settings.bundle)
@@ -115,8 +111,14 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
         log.error("%s", exc)
         sink.close()
         return EXIT_USAGE
-    frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
-                                timeout_s=settings.frontend_timeout_seconds)
+    try:
+        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
+                                    timeout_s=settings.frontend_timeout_seconds)
+    except FrontendError as exc:
+        log.error("%s", exc)
+        outbox.close()
+        sink.close()
+        return EXIT_USAGE
     deliverer = Deliverer(outbox, sink, settings=delivery_settings(settings))
     status = RunStatus(started_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), bundle=str(settings.bundle),
                        model_id=bundle.model_id, sources=list(settings.sources))

@@ -306,6 +306,7 @@ def watch_directory(directory: Path, *, done: DoneFiles, sample_rate_hz: int, po
             def mark(ok: bool, path: Path = path, key: tuple[int, int] = key) -> None:
                 done.mark(path, *key, ok=ok)
 
+            log.info("new file %s", path)
             yield file_item(path, source=f"dir:{path}", sample_rate_hz=sample_rate_hz, on_done=mark)
             if stop.is_set():
                 return
