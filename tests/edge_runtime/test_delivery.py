@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import random
+import time
 
 import pytest
 from receiver_process import free_port
@@ -24,6 +25,7 @@ FAST = dataclasses.replace(
 SHORT_TIMEOUT_S = 0.3
 SLOW_RECEIVER_DELAY_S = 1.0
 DRAIN_DEADLINE_S = 20.0
+STORE_WAIT_S = 10.0
 BACKOFF_REL_TOL = 1e-12
 
 
@@ -120,6 +122,10 @@ def test_a_slow_receiver_times_out_then_nothing_is_stored_twice(outbox, tmp_path
     with start_receiver(ReceiverSettings(port=0, db=db, delay_s=SLOW_RECEIVER_DELAY_S)) as running:
         result = Deliverer(outbox, make_sink(running.url, timeout_s=SHORT_TIMEOUT_S), settings=slow).deliver_once()
         assert result.retry and "no answer within" in result.reason
+        deadline = time.monotonic() + STORE_WAIT_S  # the receiver stores, then sleeps before answering
+        while running.server.store.count() < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running.server.store.count() == 6
     assert outbox.depth() == 6
     with start_receiver(ReceiverSettings(port=0, db=db)) as running:
         deliverer = Deliverer(outbox, make_sink(running.url), settings=FAST)
