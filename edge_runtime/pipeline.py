@@ -263,8 +263,11 @@ class Pipeline:
                 except queue.Empty:
                     continue
                 if isinstance(event, _WindowEvent):
+                    # after a failed window the rest of a file is skipped (the file counts as failed);
+                    # a live stream goes on with its next window
                     if id(event.item) not in failed_items and not self._window(event, policy, device_id):
-                        failed_items.add(id(event.item))
+                        if event.item.is_file:
+                            failed_items.add(id(event.item))
                 elif isinstance(event, _ItemDone):
                     self._item_done(event, failed=id(event.item) in failed_items)
                     failed_items.discard(id(event.item))

@@ -2,7 +2,8 @@
 
 Exit status: 0 after a normal end (all file: sources done, stdin closed) or a SIGTERM/SIGINT
 (the current window finishes, pending detections get `shutdown_flush_seconds` to be delivered,
-the status file is written); 2 for a usage error or a refused bundle. A bad audio file is not
+the status file is written); 1 when the outbox cannot be written mid-run; 2 for a usage error or
+a refused bundle. A bad audio file is not
 an exit: it is logged, counted in files_failed and the run goes on.
 """
 
@@ -27,6 +28,8 @@ from edge_runtime.status import RunStatus, StatusWriter
 log = logging.getLogger("edge_runtime.run")
 
 EXIT_OK = 0
+EXIT_OUTBOX_FAILED = 1
+"""The outbox could not be written mid-run (e.g. the disk is full); systemd restarts the runtime."""
 EXIT_USAGE = 2
 
 
@@ -132,8 +135,13 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
              ", ".join(settings.sources), sink.name)
     writer.write()
     deliverer.start()
+    exit_code = EXIT_OK
     try:
         pipeline.run()
+    except OutboxError as exc:  # the disk is full or the file is gone: stop, keep what is committed
+        log.error("%s", exc)
+        status.last_error = str(exc)
+        exit_code = EXIT_OUTBOX_FAILED
     finally:
         status.state = "stopping"
         writer.write()
@@ -151,4 +159,4 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
     log.info("stopped: %d file(s) done, %d failed, %d window(s), %d detection(s), realtime factor %.0f",
              status.files_done, status.files_failed, status.windows_processed, status.detections_total,
              status.realtime_factor)
-    return EXIT_OK
+    return exit_code
