@@ -163,6 +163,75 @@ def test_faulty_receiver_the_sender_goes_on(tmp_path, receiver_args, producer_ar
             assert "HTTP 400" in box.dead_letters()[0].reason
 
 
+def tone_files(tmp_path: Path, bundle_dir: Path) -> tuple[list[Path], list[tuple[str, float, str]]]:
+    """Four WAV files with a tone in each of their 8 windows; returns (paths, expected (file, offset, ebird_code))."""
+    bundle = open_bundle(bundle_dir)
+    plans = {f"rec{i}.wav": [(i + w) % len(TONES_HZ) for w in range(8)] for i in range(4)}
+    for name, plan in plans.items():
+        write_wav(tmp_path / name, tone_sequence(plan, spec=bundle.spec), sample_rate_hz=bundle.spec.sample_rate_hz)
+    expected = sorted((name, w * bundle.spec.clip_seconds, bundle.labels[k].ebird_code)
+                      for name, plan in plans.items() for w, k in enumerate(plan))
+    return [tmp_path / name for name in plans], expected
+
+
+def runtime_env(tmp_path: Path) -> dict[str, str]:
+    """The runtime's environment: no stray EDGE_RUNTIME_* settings, its caches under tmp_path."""
+    env = {k: v for k, v in python_env().items() if not k.startswith("EDGE_RUNTIME_")}
+    env["EDGE_RUNTIME_CACHE_DIR"] = str(tmp_path / "cache")
+    return env
+
+
+def outbox_depth(path: Path) -> int:
+    """Pending detections in the outbox at path; 0 while it does not exist yet."""
+    if not path.exists():
+        return 0
+    with Outbox(path, create=False) as box:
+        return box.depth()
+
+
+def received_windows(detections: list[dict]) -> list[tuple[str, float, str]]:
+    return sorted((Path(d["source"]).name, d["offset_start_s"], d["ebird_code"]) for d in detections)
+
+
+def test_the_runtime_rides_out_a_receiver_outage_and_a_receiver_crash(tmp_path_factory, tmp_path):
+    """`python -m edge_runtime run` with the receiver down at first, then up, SIGKILLed, and up again."""
+    bundle_dir = session_bundle(tmp_path_factory)
+    files, expected = tone_files(tmp_path, bundle_dir)
+    port = free_port()
+    db = tmp_path / "receiver.sqlite3"
+    outbox_path = tmp_path / "outbox.sqlite3"
+    command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
+               *[a for path in files for a in ("--source", f"file:{path}")],
+               "--sink", f"http://127.0.0.1:{port}", "--outbox", str(outbox_path), "--batch-size", "3",
+               "--retry-initial-seconds", "0.05", "--retry-max-seconds", "0.2", "--shutdown-flush-seconds", "40"]
+    with open(tmp_path / "runtime.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=runtime_env(tmp_path), cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        while outbox_depth(outbox_path) < len(expected):  # all of them wait in the outbox: nobody listens
+            assert process.poll() is None and time.monotonic() < deadline, "the runtime did not queue its detections"
+            time.sleep(0.05)
+        receiver = ReceiverProcess(db, port=port, args=("--delay-s", "0.1")).start()
+        while receiver.detections()["count"] < 9:
+            assert time.monotonic() < deadline, "nothing delivered once the receiver was up"
+            time.sleep(0.05)
+        receiver.process.send_signal(signal.SIGKILL)
+        receiver.stop()
+        time.sleep(0.3)
+        receiver = ReceiverProcess(db, port=port).start()
+        assert process.wait(timeout=PROCESS_TIMEOUT_S) == 0, (tmp_path / "runtime.log").read_text()[-3000:]
+        received = receiver.detections()["detections"]
+        receiver.stop()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    ids = [d["id"] for d in received]
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert received_windows(received) == expected
+    assert "connection refused" in (tmp_path / "runtime.log").read_text()
+
+
 def test_the_runtime_sigkilled_and_restarted_delivers_every_detection_exactly_once(tmp_path_factory, tmp_path):
     """`python -m edge_runtime run` over four files, SIGKILLed three times while delivering, then run to the end.
 
@@ -170,14 +239,8 @@ def test_the_runtime_sigkilled_and_restarted_delivers_every_detection_exactly_on
     recognised as duplicates by the receiver.
     """
     bundle_dir = session_bundle(tmp_path_factory)
-    bundle = open_bundle(bundle_dir)
-    plans = {f"rec{i}.wav": [(i + w) % len(TONES_HZ) for w in range(8)] for i in range(4)}  # a tone in every window
-    for name, plan in plans.items():
-        write_wav(tmp_path / name, tone_sequence(plan, spec=bundle.spec), sample_rate_hz=bundle.spec.sample_rate_hz)
-    expected = sorted((name, w * bundle.spec.clip_seconds, bundle.labels[k].ebird_code)
-                      for name, plan in plans.items() for w, k in enumerate(plan))
-    env = {k: v for k, v in python_env().items() if not k.startswith("EDGE_RUNTIME_")}
-    env["EDGE_RUNTIME_CACHE_DIR"] = str(tmp_path / "cache")
+    files, expected = tone_files(tmp_path, bundle_dir)
+    env = runtime_env(tmp_path)
     outbox_path = tmp_path / "outbox.sqlite3"
     db = tmp_path / "receiver.sqlite3"
     rng = random.Random(SEED)
@@ -185,7 +248,7 @@ def test_the_runtime_sigkilled_and_restarted_delivers_every_detection_exactly_on
     # slow answers: a batch is in flight most of the time, and the runtime is still delivering when killed
     with ReceiverProcess(db, args=("--delay-s", "0.15")) as receiver:
         command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
-                   *[a for name in plans for a in ("--source", f"file:{tmp_path / name}")],
+                   *[a for path in files for a in ("--source", f"file:{path}")],
                    "--sink", receiver.url, "--outbox", str(outbox_path), "--batch-size", "3",
                    "--retry-initial-seconds", "0.05", "--retry-max-seconds", "0.2", "--shutdown-flush-seconds", "30"]
         stored_before = 0
@@ -212,7 +275,7 @@ def test_the_runtime_sigkilled_and_restarted_delivers_every_detection_exactly_on
     assert max(backlog_at_kill) > 0, "no kill left undelivered detections behind: the test proved nothing"
     ids = [d["id"] for d in received]
     assert len(ids) == len(set(ids)) == len(expected)
-    assert sorted((Path(d["source"]).name, d["offset_start_s"], d["ebird_code"]) for d in received) == expected
+    assert received_windows(received) == expected
     resent = [int(m) for m in re.findall(r"stored \d+, duplicates (\d+)", receiver.log_path.read_text())]
     assert sum(resent) > 0  # re-processed windows were sent again and recognised
     with Outbox(outbox_path, create=False) as box:
