@@ -222,12 +222,13 @@ def export_run(
     (default: birdlab.wasm.build_wasm()). Raises BundleBuildError/ExportError for a user
     mistake or when the chosen variant fails the audit (then no manifest is written).
     """
+    check_variant(variant)
+    run = load_run_dir(run_dir)
+
     import keras
 
     from birdlab.equivalence import check_equivalence, keras_probabilities
 
-    check_variant(variant)
-    run = load_run_dir(run_dir)
     bundle_dir = Path(out_dir) if out_dir else paths.EXPORT_DIR / run.run_id
     side_dir = variants_dir(bundle_dir)
     features = features or load_run_features(run.root, spec=run.spec)

@@ -18,6 +18,8 @@ reported as 'unavailable: <reason>', never faked.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +42,10 @@ INSTALL_TIMEOUT_S = 1200
 """pip install limit per venv: TensorFlow 1.15 is a ~110 MB wheel."""
 RUN_TIMEOUT_S = 300
 ONNX_COLUMN = "onnx"
+TRACT_VERSION = "0.23.9"
+"""tract Python bindings tested here (the worker also speaks the pre-0.21 API)."""
+TF2ONNX_REQUIREMENTS = ("tf2onnx==1.17.0", "onnx==1.23.2")
+"""What Keras' ONNX export needs, installed without dependencies next to the lab venv's TensorFlow."""
 PIP_FLAGS = ("--quiet", "--disable-pip-version-check", "--no-input")
 
 
@@ -89,7 +95,7 @@ def default_runtimes() -> tuple[RuntimeSpec, ...]:
         RuntimeSpec("tensorflow-1.15", "tensorflow", "3.7",
                     ("tensorflow-cpu==1.15.0", "numpy<1.19", "protobuf<3.21", "h5py<3"), "tflite",
                     "tf.lite.Interpreter of TF 1.15: the TF Lite generation tflite-rs vendors"),
-        RuntimeSpec("tract", "tract", "3.11", ("tract", "numpy"), "onnx", "tract on Keras' ONNX export (tf2onnx)"),
+        RuntimeSpec("tract", "tract", "3.11", (f"tract=={TRACT_VERSION}", "numpy"), "onnx", "tract on Keras' ONNX export (tf2onnx)"),
     )
 
 
@@ -108,10 +114,11 @@ class Cell:
 
     def to_markdown(self) -> str:
         if self.status == "ok":
-            return f"ok, max\\|dp\\| {self.max_abs_dp:.2e}"
+            return f"loaded, ran, max\\|dp\\| {self.max_abs_dp:.2e}"
         if self.status == "n/a":
             return "n/a"
-        return f"{self.status}: {self.detail}".replace("|", "\\|")
+        prefix = "loaded, " if self.loaded else ""
+        return f"{prefix}{self.status}: {self.detail}".replace("|", "\\|")
 
 
 @dataclass(frozen=True)
@@ -183,13 +190,30 @@ def _tail(text: str, *, lines: int = 3) -> str:
     return " / ".join(kept[-lines:])[-400:]
 
 
+@contextlib.contextmanager
+def _install_lock(path: Path):
+    """An exclusive lock file: two processes never build the same venv at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_venv(runtime: RuntimeSpec, *, cache_root: Path | None = None) -> Path:
     """Create (once) the runtime's venv and return its python; raises RuntimeUnavailable with the reason.
 
-    The venv is ready when its `.ready` stamp exists; a failed install leaves `install.log`
-    and no stamp, and is retried next time.
+    The venv is ready when its `.ready` stamp exists; a failed install leaves
+    `<venv>.install.log` beside it and no stamp, and is retried next time.
     """
     root = (cache_root or compat_cache_dir()) / _venv_key(runtime)
+    with _install_lock(root.parent / f"{root.name}.lock"):
+        return _build_venv(runtime, root)
+
+
+def _build_venv(runtime: RuntimeSpec, root: Path) -> Path:
     python = root / "bin" / "python"
     if (root / ".ready").exists() and python.exists():
         return python
@@ -218,20 +242,26 @@ def ensure_venv(runtime: RuntimeSpec, *, cache_root: Path | None = None) -> Path
 
 def ensure_tf2onnx(*, cache_root: Path | None = None) -> Path:
     """A target directory holding tf2onnx and onnx (no dependencies: the lab venv has them); for PYTHONPATH."""
-    target = (cache_root or compat_cache_dir()) / "tf2onnx-1.17"
+    key = hashlib.sha256(" ".join(TF2ONNX_REQUIREMENTS).encode()).hexdigest()[:10]
+    target = (cache_root or compat_cache_dir()) / f"tf2onnx-{key}"
+    with _install_lock(target.parent / f"{target.name}.lock"):
+        return _install_tf2onnx(target)
+
+
+def _install_tf2onnx(target: Path) -> Path:
     if (target / ".ready").exists():
         return target
     if target.exists():
         shutil.rmtree(target)
     command = [sys.executable, "-m", "pip", "install", *PIP_FLAGS, "--no-deps", "--target", str(target),
-               "tf2onnx==1.17.0", "onnx"]
+               *TF2ONNX_REQUIREMENTS]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RuntimeUnavailable("pip install tf2onnx timed out") from None
     if done.returncode != 0:
         raise RuntimeUnavailable(f"tf2onnx cannot be installed: {_tail(done.stderr)}")
-    (target / ".ready").write_text("tf2onnx==1.17.0 onnx\n", encoding="utf-8")
+    (target / ".ready").write_text(" ".join(TF2ONNX_REQUIREMENTS) + "\n", encoding="utf-8")
     return target
 
 

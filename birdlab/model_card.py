@@ -44,6 +44,8 @@ def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalen
         "",
         "## Data",
         f"- Dataset: {data}.",
+        *[f"- Clips ({name}): {count}" for name, count in sorted(run.run_info.get("clips", {}).items())],
+        f"- Metrics evaluated on: {metrics.get('evaluated_on', 'see metrics.json')}.",
         "",
         "## Species",
         "| index | eBird code | scientific name | common name |",
