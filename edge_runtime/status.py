@@ -86,7 +86,7 @@ class StatusWriter:
         self.path = path
         self.status = status
         self.interval_seconds = interval_seconds
-        self._last = 0.0
+        self._last = float("-inf")  # the first maybe_write always writes
 
     def due(self) -> bool:
         """True when a status file is configured and interval_seconds passed since the last write."""
