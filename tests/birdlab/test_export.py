@@ -112,3 +112,12 @@ def test_run_dir_problems_name_the_file(tmp_path, export_run_dir, export_run_fea
         (broken / name).write_bytes((export_run_dir / name).read_bytes())
     with pytest.raises(BundleBuildError, match="model.keras is missing"):
         export_run(run_dir=broken, out_dir=tmp_path / "out", features=export_run_features)
+
+
+@pytest.mark.slow
+def test_a_variant_failing_the_audit_is_not_bundled(tmp_path, export_run_dir, export_run_features):
+    out = tmp_path / "too_old"
+    with pytest.raises(ExportError, match="fails the op audit .floor TF Lite 1.0.*LOGISTIC v1: needs TF Lite >= 1.14.0"):
+        export_run(run_dir=export_run_dir, out_dir=out, floor="1.0", features=export_run_features)
+    assert not (out / "manifest.json").exists()
+    assert json.loads((variants_dir(out) / "audit_f32.json").read_text())["ok"] is False
