@@ -10,6 +10,7 @@ an exit: it is logged, counted in files_failed and the run goes on.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ def _validate(settings: EdgeSettings) -> None:
         raise UsageError("no bundle: give --bundle DIR_OR_TAR_GZ (or 'bundle' in the config file)")
     if not settings.sources:
         raise UsageError("no source: give at least one --source (mic[:DEVICE], file:PATH, dir:PATH or stdin)")
+    if any(parse_source(t).kind == "mic" for t in settings.sources) and shutil.which(settings.mic_command) is None:
+        raise UsageError(f"mic source: the capture program {settings.mic_command!r} is not installed; "
+                         "sudo apt install alsa-utils (or set mic_command)")
     if sum(parse_source(t).kind == "stdin" for t in settings.sources) > 1:
         raise UsageError("stdin can be a source only once")
 

@@ -179,7 +179,8 @@ def test_sigterm_mid_stream_finishes_flushes_and_exits_0(bundle_dir: Path, tmp_p
     (("--bundle", "BUNDLE", "--source", "tape:x"), "must start with one of"),
     (("--bundle", "BUNDLE", "--source", "mic", "--threshold", "2"), "setting threshold: must be in (0, 1)"),
     (("--bundle", "BUNDLE", "--source", "mic", "--sink", "ftp://x"), "setting sink: must be one of"),
-    (("--bundle", "BUNDLE", "--source", "mic", "--include", "nosuch"), "are not labels of the bundle"),
+    (("--bundle", "BUNDLE", "--source", "stdin", "--include", "nosuch"), "are not labels of the bundle"),
+    (("--bundle", "BUNDLE", "--source", "mic", "--mic-command", "no-such-recorder"), "is not installed"),
 ])
 def test_run_usage_errors_exit_2(bundle_dir: Path, env: dict[str, str], args: tuple[str, ...], message: str) -> None:
     result = _edge("run", *[str(bundle_dir) if a == "BUNDLE" else a for a in args], env=env)
