@@ -290,3 +290,26 @@ def test_bench_writes_the_figures(bundle_dir: Path, tmp_path: Path, env: dict[st
     expected_rtf = 5000.0 / (figures["frontend_ms_per_window"] + figures["model_ms_per_window"])
     assert abs(figures["realtime_factor"] - expected_rtf) <= 0.01 * expected_rtf
     assert figures["load_cached_ms"] < figures["load_cold_ms"], "the compiled wasm is cached"
+
+
+def test_mic_source_through_the_capture_program(bundle_dir: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """A stand-in for arecord (this machine has no sound card) with arecord's command line: it checks the
+    arguments and plays raw S16_LE PCM from a file at the rate asked for, then exits like a lost device."""
+    spec = open_bundle(bundle_dir).spec
+    plan = [None, 1, 0]
+    pcm = tmp_path / "capture.raw"
+    pcm.write_bytes((tone_sequence(plan, spec=spec)[::3] * 32767).astype("<i2").tobytes())  # 32 kHz / 3
+    recorder = tmp_path / "fake-arecord"
+    recorder.write_text(f"#!{sys.executable}\nimport sys\n"
+                        "assert sys.argv[1:] == ['-q', '-t', 'raw', '-f', 'S16_LE', '-c', '1', '-r', '10667',"
+                        " '-D', 'plughw:1,0'], sys.argv\n"
+                        f"sys.stdout.buffer.write(open({str(pcm)!r}, 'rb').read())\n")
+    recorder.chmod(0o755)
+    out = tmp_path / "out.jsonl"
+    result = _edge("run", "--bundle", str(bundle_dir), "--source", "mic:plughw:1,0", "--mic-command", str(recorder),
+                   "--mic-rate-hz", "10667", "--sink", f"jsonl:{out}", "--outbox", str(tmp_path / "outbox.sqlite"),
+                   env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    delivered = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((d["source"], d["offset_start_s"], d["ebird_code"]) for d in delivered) == _expected(
+        bundle_dir, plan, name="mic:plughw:1,0")
