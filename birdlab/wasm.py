@@ -26,6 +26,7 @@ COMPILE_FLAGS = (
     "-O3",
     "-fno-exceptions",
     "-fno-rtti",
+    "-msimd128",
     "-mexec-model=reactor",
     "-s",
     "-Wall",
@@ -106,7 +107,8 @@ def compile_wasm(dest: Path, *, source_dir: Path = SOURCE_DIR) -> Path:
 def build_wasm(out: str | Path | None = None, *, force: bool = False) -> Path:
     """Build melspec.wasm unless the cache already holds this source hash; return its path.
 
-    out: also copy the module there (a file path, or a directory that receives melspec.wasm);
+    out: also copy the module there (a file path, or a directory (existing, or written with a trailing
+    slash) that receives melspec.wasm);
     the returned path is then `out`'s file. force: recompile even when cached.
     """
     cached = default_wasm_path()
@@ -115,7 +117,7 @@ def build_wasm(out: str | Path | None = None, *, force: bool = False) -> Path:
     if out is None:
         return cached
     target = Path(out)
-    if target.is_dir():
+    if target.is_dir() or str(out).endswith(("/", os.sep)):
         target = target / WASM_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, target)

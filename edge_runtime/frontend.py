@@ -6,7 +6,8 @@ buffer through a zero-copy numpy view of linear memory, `melspec_compute` runs o
 output is copied out of another view. The compiled machine code is cached on disk, keyed by the
 module's sha256, the wasmtime version, the machine and the engine settings.
 
-Guards: an epoch deadline (`timeout_s`, a timer thread per call) or a fuel budget (`fuel`) stops
+Guards: an epoch deadline (`timeout_s`; a daemon thread per frontend ticks the engine's epoch every
+EPOCH_TICK_S) or a fuel budget (`fuel`) stops
 a runaway module, a store limit caps linear memory, and the module gets no WASI at all (no
 preopened directories, environment or arguments): it imports nothing, and loading refuses one
 that does.
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,8 @@ DEFAULT_TIMEOUT_S = 10.0
 """Wall-clock limit of one call into the module (a 5-s clip takes a few milliseconds)."""
 DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
 """Upper bound of the module's linear memory (a 60-s clip at 32 kHz needs about 10 MiB)."""
+EPOCH_TICK_S = 0.05
+"""Period of the epoch ticker: the resolution of `timeout_s`."""
 MODULE_CACHE_SUBDIR = "wasmtime"
 
 _WINDOW_CODES = {"hann": 0}
@@ -85,6 +90,29 @@ def module_cache_key(wasm_bytes: bytes, *, engine_flags: str) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
+class _EpochTicker:
+    """Daemon thread that increments an engine's epoch every EPOCH_TICK_S until stopped.
+
+    It holds the engine only, so a frontend that is dropped without close() is still collected;
+    a weakref finalizer then stops the thread.
+    """
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(engine, self._stop), name="melspec-epoch", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run(engine: wasmtime.Engine, stop: threading.Event) -> None:
+        while not stop.wait(EPOCH_TICK_S):
+            engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
 class MelFrontend:
     """Log-mel spectrogram of one FeatureSpec computed by melspec.wasm.
 
@@ -109,13 +137,14 @@ class MelFrontend:
         self.fuel = fuel
         self.module_cache_hit = cache_hit
         """True when the compiled module came from the disk cache (no compilation)."""
-        self._engine = engine
         self._store = wasmtime.Store(engine)
         self._store.set_limits(memory_size=memory_limit_bytes)
-        if fuel is not None:
-            self._store.set_fuel(fuel)
+        self._deadline_ticks = None if timeout_s is None else max(1, math.ceil(timeout_s / EPOCH_TICK_S))
+        self._ticker = None
+        self._stop_ticker = None
         if timeout_s is not None:
-            self._store.set_epoch_deadline(1)
+            self._ticker = _EpochTicker(engine)
+            self._stop_ticker = weakref.finalize(self, self._ticker.stop)
         instance = self._guarded(lambda: wasmtime.Instance(self._store, module, []), what="instantiate")
         exports = instance.exports(self._store)
         self._memory: wasmtime.Memory = exports["memory"]
@@ -201,12 +230,8 @@ class MelFrontend:
 
     # -- calls into the module -----------------------------------------------------------------
     def _guarded(self, call, *, what: str):
-        timer = None
-        if self.timeout_s is not None:
-            self._store.set_epoch_deadline(1)
-            timer = threading.Timer(self.timeout_s, self._engine.increment_epoch)
-            timer.daemon = True
-            timer.start()
+        if self._deadline_ticks is not None:
+            self._store.set_epoch_deadline(self._deadline_ticks)
         if self.fuel is not None:
             self._store.set_fuel(self.fuel)
         try:
@@ -220,9 +245,6 @@ class MelFrontend:
             else:
                 reason = f"trapped ({text.splitlines()[0] if text else 'no message'})"
             raise FrontendError(f"{self.wasm_path}: {what} {reason}; the module is broken or the input too long") from None
-        finally:
-            if timer is not None:
-                timer.cancel()
 
     def _call(self, name: str, *args):
         func = self._fn[name]
@@ -303,6 +325,8 @@ class MelFrontend:
                 self._call("melspec_destroy", self._handle)
             finally:
                 self._store = None
+                if self._stop_ticker is not None:
+                    self._stop_ticker()
 
     def __enter__(self) -> MelFrontend:
         return self

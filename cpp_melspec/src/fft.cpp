@@ -9,17 +9,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#endif
+
 namespace melspec {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846264338327950288;
 
-inline Complex add(Complex a, Complex b) { return {a.re + b.re, a.im + b.im}; }
-inline Complex sub(Complex a, Complex b) { return {a.re - b.re, a.im - b.im}; }
-inline Complex mul(Complex a, Complex b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
-inline Complex scale(Complex a, double s) { return {a.re * s, a.im * s}; }
-// -i * a
-inline Complex mul_neg_i(Complex a) { return {a.im, -a.re}; }
+// Complex arithmetic on one point. With wasm SIMD (-msimd128) a point is one f64x2 vector; the
+// roundings are the same as in the scalar code (each product and sum rounded once, in double).
+#if defined(__wasm_simd128__)
+using CV = v128_t;
+inline CV load(const Complex* p) { return wasm_v128_load(p); }
+inline void store(Complex* p, CV v) { wasm_v128_store(p, v); }
+inline CV add(CV a, CV b) { return wasm_f64x2_add(a, b); }
+inline CV sub(CV a, CV b) { return wasm_f64x2_sub(a, b); }
+inline CV scale(CV a, double s) { return wasm_f64x2_mul(a, wasm_f64x2_splat(s)); }
+// -i * a = (a.im, -a.re)
+inline CV mul_neg_i(CV a) {
+  return wasm_v128_xor(wasm_i64x2_shuffle(a, a, 1, 0), wasm_i64x2_make(0, INT64_MIN));
+}
+inline CV conj(CV a) { return wasm_v128_xor(a, wasm_i64x2_make(0, INT64_MIN)); }
+// a * w = (a.re w.re - a.im w.im, a.re w.im + a.im w.re)
+inline CV mul(CV a, CV w) {
+  const CV re_w = wasm_f64x2_mul(wasm_i64x2_shuffle(a, a, 0, 0), w);
+  const CV im_w = wasm_f64x2_mul(wasm_i64x2_shuffle(a, a, 1, 1), wasm_i64x2_shuffle(w, w, 1, 0));
+  return wasm_f64x2_add(re_w, wasm_v128_xor(im_w, wasm_i64x2_make(INT64_MIN, 0)));
+}
+#else
+using CV = Complex;
+inline CV load(const Complex* p) { return *p; }
+inline void store(Complex* p, CV v) { *p = v; }
+inline CV add(CV a, CV b) { return {a.re + b.re, a.im + b.im}; }
+inline CV sub(CV a, CV b) { return {a.re - b.re, a.im - b.im}; }
+inline CV scale(CV a, double s) { return {a.re * s, a.im * s}; }
+inline CV mul_neg_i(CV a) { return {a.im, -a.re}; }
+inline CV conj(CV a) { return {a.re, -a.im}; }
+inline CV mul(CV a, CV b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
+#endif
 
 // exp(-2 pi i index / n), with the index reduced first so that the angle stays small.
 Complex unit_root(int64_t index, int64_t n) {
@@ -30,12 +59,12 @@ Complex unit_root(int64_t index, int64_t n) {
 
 void stage_radix2(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
   for (int32_t j = 0; j < m; ++j) {
-    const Complex w1 = tw[j];
+    const CV w1 = load(tw + j);
     for (int32_t q = 0; q < s; ++q) {
-      const Complex a0 = x[q + s * j];
-      const Complex a1 = x[q + s * (j + m)];
-      y[q + s * (2 * j)] = add(a0, a1);
-      y[q + s * (2 * j + 1)] = j == 0 ? sub(a0, a1) : mul(sub(a0, a1), w1);
+      const CV a0 = load(x + q + s * j);
+      const CV a1 = load(x + q + s * (j + m));
+      store(y + q + s * (2 * j), add(a0, a1));
+      store(y + q + s * (2 * j + 1), j == 0 ? sub(a0, a1) : mul(sub(a0, a1), w1));
     }
   }
 }
@@ -43,48 +72,89 @@ void stage_radix2(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
 void stage_radix3(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
   const double sin60 = 0.86602540378443864676372317075293618;
   for (int32_t j = 0; j < m; ++j) {
-    const Complex w1 = tw[2 * j];
-    const Complex w2 = tw[2 * j + 1];
+    const CV w1 = load(tw + 2 * j);
+    const CV w2 = load(tw + 2 * j + 1);
     for (int32_t q = 0; q < s; ++q) {
-      const Complex a0 = x[q + s * j];
-      const Complex a1 = x[q + s * (j + m)];
-      const Complex a2 = x[q + s * (j + 2 * m)];
-      const Complex t1 = add(a1, a2);
-      const Complex t2 = scale(sub(a1, a2), sin60);
-      const Complex mid = sub(a0, scale(t1, 0.5));
-      const Complex b1 = add(mid, mul_neg_i(t2));
-      const Complex b2 = sub(mid, mul_neg_i(t2));
-      y[q + s * (3 * j)] = add(a0, t1);
-      y[q + s * (3 * j + 1)] = j == 0 ? b1 : mul(b1, w1);
-      y[q + s * (3 * j + 2)] = j == 0 ? b2 : mul(b2, w2);
+      const CV a0 = load(x + q + s * j);
+      const CV a1 = load(x + q + s * (j + m));
+      const CV a2 = load(x + q + s * (j + 2 * m));
+      const CV t1 = add(a1, a2);
+      const CV t2 = scale(sub(a1, a2), sin60);
+      const CV mid = sub(a0, scale(t1, 0.5));
+      const CV b1 = add(mid, mul_neg_i(t2));
+      const CV b2 = sub(mid, mul_neg_i(t2));
+      store(y + q + s * (3 * j), add(a0, t1));
+      store(y + q + s * (3 * j + 1), j == 0 ? b1 : mul(b1, w1));
+      store(y + q + s * (3 * j + 2), j == 0 ? b2 : mul(b2, w2));
     }
   }
 }
 
 void stage_radix4(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
   for (int32_t j = 0; j < m; ++j) {
-    const Complex w1 = tw[3 * j];
-    const Complex w2 = tw[3 * j + 1];
-    const Complex w3 = tw[3 * j + 2];
+    const CV w1 = load(tw + 3 * j);
+    const CV w2 = load(tw + 3 * j + 1);
+    const CV w3 = load(tw + 3 * j + 2);
     for (int32_t q = 0; q < s; ++q) {
-      const Complex a0 = x[q + s * j];
-      const Complex a1 = x[q + s * (j + m)];
-      const Complex a2 = x[q + s * (j + 2 * m)];
-      const Complex a3 = x[q + s * (j + 3 * m)];
-      const Complex t0 = add(a0, a2);
-      const Complex t1 = sub(a0, a2);
-      const Complex t2 = add(a1, a3);
-      const Complex t3 = mul_neg_i(sub(a1, a3));
+      const CV a0 = load(x + q + s * j);
+      const CV a1 = load(x + q + s * (j + m));
+      const CV a2 = load(x + q + s * (j + 2 * m));
+      const CV a3 = load(x + q + s * (j + 3 * m));
+      const CV t0 = add(a0, a2);
+      const CV t1 = sub(a0, a2);
+      const CV t2 = add(a1, a3);
+      const CV t3 = mul_neg_i(sub(a1, a3));
       Complex* out = y + q + s * (4 * j);
-      out[0] = add(t0, t2);
+      store(out, add(t0, t2));
       if (j == 0) {
-        out[s] = add(t1, t3);
-        out[2 * s] = sub(t0, t2);
-        out[3 * s] = sub(t1, t3);
+        store(out + s, add(t1, t3));
+        store(out + 2 * s, sub(t0, t2));
+        store(out + 3 * s, sub(t1, t3));
       } else {
-        out[s] = mul(add(t1, t3), w1);
-        out[2 * s] = mul(sub(t0, t2), w2);
-        out[3 * s] = mul(sub(t1, t3), w3);
+        store(out + s, mul(add(t1, t3), w1));
+        store(out + 2 * s, mul(sub(t0, t2), w2));
+        store(out + 3 * s, mul(sub(t1, t3), w3));
+      }
+    }
+  }
+}
+
+// 8-point DFT as two 4-point DFTs (even and odd inputs) joined with w8^k, w8 = (1 - i) / sqrt(2).
+void stage_radix8(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+  const double r = 0.70710678118654752440084436210484904;  // 1 / sqrt(2)
+  const int64_t sm = static_cast<int64_t>(s) * m;
+  for (int32_t j = 0; j < m; ++j) {
+    const Complex* w = tw + 7 * j;
+    for (int32_t q = 0; q < s; ++q) {
+      const Complex* in = x + q + s * j;
+      CV e[4];
+      CV o[4];
+      {
+        const CV p0 = load(in), p1 = load(in + 2 * sm), p2 = load(in + 4 * sm), p3 = load(in + 6 * sm);
+        const CV t0 = add(p0, p2), t1 = sub(p0, p2), t2 = add(p1, p3), t3 = mul_neg_i(sub(p1, p3));
+        e[0] = add(t0, t2);
+        e[1] = add(t1, t3);
+        e[2] = sub(t0, t2);
+        e[3] = sub(t1, t3);
+      }
+      {
+        const CV p0 = load(in + sm), p1 = load(in + 3 * sm), p2 = load(in + 5 * sm), p3 = load(in + 7 * sm);
+        const CV t0 = add(p0, p2), t1 = sub(p0, p2), t2 = add(p1, p3), t3 = mul_neg_i(sub(p1, p3));
+        const CV u1 = add(t1, t3);
+        const CV u3 = sub(t1, t3);
+        o[0] = add(t0, t2);
+        o[1] = scale(add(u1, mul_neg_i(u1)), r);  // * (1 - i) / sqrt(2)
+        o[2] = mul_neg_i(sub(t0, t2));            // * -i
+        o[3] = scale(sub(mul_neg_i(u3), u3), r);  // * (-1 - i) / sqrt(2)
+      }
+      Complex* out = y + q + s * (8 * j);
+      store(out, add(e[0], o[0]));
+      if (j == 0) {
+        for (int k = 1; k < 4; ++k) store(out + k * s, add(e[k], o[k]));
+        for (int k = 0; k < 4; ++k) store(out + (k + 4) * s, sub(e[k], o[k]));
+      } else {
+        for (int k = 1; k < 4; ++k) store(out + k * s, mul(add(e[k], o[k]), load(w + k - 1)));
+        for (int k = 0; k < 4; ++k) store(out + (k + 4) * s, mul(sub(e[k], o[k]), load(w + k + 3)));
       }
     }
   }
@@ -98,31 +168,31 @@ void stage_radix5(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
   for (int32_t j = 0; j < m; ++j) {
     const Complex* w = tw + 4 * j;
     for (int32_t q = 0; q < s; ++q) {
-      const Complex a0 = x[q + s * j];
-      const Complex a1 = x[q + s * (j + m)];
-      const Complex a2 = x[q + s * (j + 2 * m)];
-      const Complex a3 = x[q + s * (j + 3 * m)];
-      const Complex a4 = x[q + s * (j + 4 * m)];
-      const Complex t1 = add(a1, a4);
-      const Complex t2 = add(a2, a3);
-      const Complex t3 = sub(a1, a4);
-      const Complex t4 = sub(a2, a3);
-      const Complex m1 = add(a0, add(scale(t1, c1), scale(t2, c2)));
-      const Complex m2 = add(a0, add(scale(t1, c2), scale(t2, c1)));
-      const Complex n1 = mul_neg_i(add(scale(t3, s1), scale(t4, s2)));
-      const Complex n2 = mul_neg_i(sub(scale(t3, s2), scale(t4, s1)));
+      const CV a0 = load(x + q + s * j);
+      const CV a1 = load(x + q + s * (j + m));
+      const CV a2 = load(x + q + s * (j + 2 * m));
+      const CV a3 = load(x + q + s * (j + 3 * m));
+      const CV a4 = load(x + q + s * (j + 4 * m));
+      const CV t1 = add(a1, a4);
+      const CV t2 = add(a2, a3);
+      const CV t3 = sub(a1, a4);
+      const CV t4 = sub(a2, a3);
+      const CV m1 = add(a0, add(scale(t1, c1), scale(t2, c2)));
+      const CV m2 = add(a0, add(scale(t1, c2), scale(t2, c1)));
+      const CV n1 = mul_neg_i(add(scale(t3, s1), scale(t4, s2)));
+      const CV n2 = mul_neg_i(sub(scale(t3, s2), scale(t4, s1)));
       Complex* out = y + q + s * (5 * j);
-      out[0] = add(a0, add(t1, t2));
+      store(out, add(a0, add(t1, t2)));
       if (j == 0) {
-        out[s] = add(m1, n1);
-        out[2 * s] = add(m2, n2);
-        out[3 * s] = sub(m2, n2);
-        out[4 * s] = sub(m1, n1);
+        store(out + s, add(m1, n1));
+        store(out + 2 * s, add(m2, n2));
+        store(out + 3 * s, sub(m2, n2));
+        store(out + 4 * s, sub(m1, n1));
       } else {
-        out[s] = mul(add(m1, n1), w[0]);
-        out[2 * s] = mul(add(m2, n2), w[1]);
-        out[3 * s] = mul(sub(m2, n2), w[2]);
-        out[4 * s] = mul(sub(m1, n1), w[3]);
+        store(out + s, mul(add(m1, n1), load(w)));
+        store(out + 2 * s, mul(add(m2, n2), load(w + 1)));
+        store(out + 3 * s, mul(sub(m2, n2), load(w + 2)));
+        store(out + 4 * s, mul(sub(m1, n1), load(w + 3)));
       }
     }
   }
@@ -142,9 +212,10 @@ bool is_smooth_235(int32_t n) {
 bool complex_fft_init(ComplexFft* plan, int32_t n) {
   *plan = ComplexFft{};
   if (!is_smooth_235(n)) return false;
-  // Radix order: 4s first, then 2, 3, 5.
+  // Radix order: 8s first, then 4, 2, 3, 5.
   int32_t rest = n;
   int32_t n_stages = 0;
+  while (rest % 8 == 0) { plan->radix[n_stages++] = 8; rest /= 8; }
   while (rest % 4 == 0) { plan->radix[n_stages++] = 4; rest /= 4; }
   while (rest % 2 == 0) { plan->radix[n_stages++] = 2; rest /= 2; }
   while (rest % 3 == 0) { plan->radix[n_stages++] = 3; rest /= 3; }
@@ -199,6 +270,7 @@ void complex_fft_forward(const ComplexFft* plan, Complex* data) {
       case 2: stage_radix2(x, y, tw, m, stride); break;
       case 3: stage_radix3(x, y, tw, m, stride); break;
       case 4: stage_radix4(x, y, tw, m, stride); break;
+      case 8: stage_radix8(x, y, tw, m, stride); break;
       default: stage_radix5(x, y, tw, m, stride); break;
     }
     Complex* t = x;
@@ -256,11 +328,11 @@ void real_fft_forward(const RealFft* plan, const double* input, Complex* output)
   output[0] = {z[0].re + z[0].im, 0.0};
   output[h] = {z[0].re - z[0].im, 0.0};
   for (int32_t k = 1; k < h; ++k) {
-    const Complex a = z[k];
-    const Complex b = {z[h - k].re, -z[h - k].im};  // conj(Z[h - k])
-    const Complex even_part = scale(add(a, b), 0.5);
-    const Complex odd_part = mul_neg_i(scale(sub(a, b), 0.5));  // (a - b) / (2 i)
-    output[k] = add(even_part, mul(plan->post_twiddles[k], odd_part));
+    const CV a = load(z + k);
+    const CV b = conj(load(z + h - k));
+    const CV even_part = scale(add(a, b), 0.5);
+    const CV odd_part = mul_neg_i(scale(sub(a, b), 0.5));  // (a - b) / (2 i)
+    store(output + k, add(even_part, mul(odd_part, load(plan->post_twiddles + k))));
   }
 }
 

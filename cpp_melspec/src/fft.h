@@ -1,4 +1,4 @@
-// Double-precision FFTs for lengths 2^a * 3^b * 5^c: a mixed-radix (4, 2, 3, 5) Stockham
+// Double-precision FFTs for lengths 2^a * 3^b * 5^c: a mixed-radix (8, 4, 2, 3, 5) Stockham
 // complex FFT and a real FFT built on it (a complex FFT of n/2 points for even n).
 // Twiddle factors are computed once, when a plan is made. No allocation after init.
 #ifndef MELSPEC_FFT_H

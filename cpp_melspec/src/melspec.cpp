@@ -9,6 +9,10 @@
 
 #include "fft.h"
 
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#endif
+
 namespace melspec {
 
 struct MelSpec {
@@ -17,8 +21,10 @@ struct MelSpec {
   int32_t n_bins = 0;
   double* window = nullptr;    // n_fft, periodic Hann of win_length centred in n_fft
   double* frame = nullptr;     // n_fft + 2 (windowed frame)
-  Complex* bins = nullptr;     // n_bins
-  float* power = nullptr;      // n_bins
+  Complex* bins = nullptr;     // kBatch x n_bins: the spectra of a batch of frames
+  double* power = nullptr;     // n_bins x kBatch: float32 power values of a batch, bin-major
+  const float** frame_starts = nullptr;  // n_frames pointers to the first sample of each frame
+  int64_t frame_starts_capacity = 0;
   double* fft_check = nullptr; // n_fft + 2
   int32_t* band_first = nullptr;   // per mel band: first non-zero bin
   int32_t* band_count = nullptr;   // per mel band: number of bins from band_first
@@ -36,8 +42,10 @@ struct MelSpec {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846264338327950288;
+constexpr double kInvLn10 = 0.43429448190325182765112891891660508;  // 1 / ln(10)
 constexpr int32_t kMaxFft = 1 << 20;
 constexpr int32_t kMaxMels = 4096;
+constexpr int32_t kBatch = 8;  // frames whose power and mel sums run side by side (independent chains)
 
 void set_error(char* error, size_t size, const char* format, double a = 0.0, double b = 0.0) {
   if (error != nullptr && size > 0) snprintf(error, size, format, a, b);
@@ -171,15 +179,15 @@ inline float numpy_cabsf(float re, float im) {
   const float ratio = smaller / larger;
   const double product = static_cast<double>(ratio) * static_cast<double>(ratio);
   double sum = 1.0 + product;
-  const double residual = product - (sum - 1.0);
-  if (residual != 0.0) {
-    uint64_t bits;
-    memcpy(&bits, &sum, sizeof bits);
-    if ((bits & 1u) == 0) {
-      bits += residual > 0.0 ? 1 : -1;  // sum > 0, so +1 ulp moves up
-      memcpy(&sum, &bits, sizeof bits);
-    }
-  }
+  const double residual = product - (sum - 1.0);  // exact: sum - 1.0 and the difference are representable
+  // Round to odd, without branches: an inexact sum with an even last bit moves one ulp towards the
+  // exact value (sum > 0, so +1 on the bits is one ulp up).
+  uint64_t bits;
+  memcpy(&bits, &sum, sizeof bits);
+  const uint64_t direction = static_cast<uint64_t>(static_cast<int64_t>(residual > 0.0) -
+                                                   static_cast<int64_t>(residual < 0.0));
+  bits += direction & ((bits & 1u) - 1u);
+  memcpy(&sum, &bits, sizeof bits);
   const float fused = static_cast<float>(sum);
   return __builtin_sqrtf(fused) * larger;
 }
@@ -213,6 +221,35 @@ void pad_segment(const float* x, int64_t length, int64_t left, int64_t right, bo
   }
 }
 
+// Index of the first NaN or infinity in x[0:n], or -1.
+int32_t first_non_finite(const float* x, int32_t n) {
+  int32_t i = 0;
+#if defined(__wasm_simd128__)
+  const v128_t exponent = wasm_i32x4_splat(0x7f800000);
+  for (; i + 16 <= n; i += 16) {
+    v128_t any = wasm_i32x4_splat(0);
+    for (int32_t u = 0; u < 16; u += 4) {
+      any = wasm_v128_or(any, wasm_i32x4_eq(wasm_v128_and(wasm_v128_load(x + i + u), exponent), exponent));
+    }
+    if (wasm_v128_any_true(any)) break;  // the scalar loop below finds which sample
+  }
+#endif
+  for (; i < n; ++i) {
+    if (!isfinite(x[i])) return i;
+  }
+  return -1;
+}
+
+bool reserve_pointers(const float*** buffer, int64_t* capacity, int64_t needed) {
+  if (needed <= *capacity) return true;
+  const float** grown = static_cast<const float**>(malloc(sizeof(float*) * needed));
+  if (grown == nullptr) return false;
+  free(*buffer);
+  *buffer = grown;
+  *capacity = needed;
+  return true;
+}
+
 bool reserve(float** buffer, int64_t* capacity, int64_t needed) {
   if (needed <= *capacity) return true;
   float* grown = static_cast<float*>(malloc(sizeof(float) * needed));
@@ -223,24 +260,149 @@ bool reserve(float** buffer, int64_t* capacity, int64_t needed) {
   return true;
 }
 
-// One frame: window, FFT, |.|^power in float32, mel sums into column t of the output.
-void process_frame(MelSpec* p, const float* samples, int64_t t, int64_t n_frames) {
+// Spectrum of one frame into `bins` (n_bins points): float64 window * float32 samples, real FFT.
+void frame_spectrum(MelSpec* p, const float* samples, Complex* bins) {
   const int32_t n_fft = p->config.n_fft;
-  for (int32_t j = 0; j < n_fft; ++j) p->frame[j] = p->window[j] * static_cast<double>(samples[j]);
-  real_fft_forward(&p->fft, p->frame, p->bins);
-  const double power = p->config.power;
-  for (int32_t k = 0; k < p->n_bins; ++k) {
-    const float re = static_cast<float>(p->bins[k].re);
-    const float im = static_cast<float>(p->bins[k].im);
-    p->power[k] = apply_power(numpy_cabsf(re, im), power);
+  int32_t j = 0;
+#if defined(__wasm_simd128__)
+  for (; j + 8 <= n_fft; j += 8) {
+    for (int32_t u = 0; u < 8; u += 4) {
+      const v128_t x = wasm_v128_load(samples + j + u);
+      const v128_t x_high = wasm_i32x4_shuffle(x, x, 2, 3, 2, 3);
+      double* out = p->frame + j + u;
+      const double* w = p->window + j + u;
+      wasm_v128_store(out, wasm_f64x2_mul(wasm_v128_load(w), wasm_f64x2_promote_low_f32x4(x)));
+      wasm_v128_store(out + 2, wasm_f64x2_mul(wasm_v128_load(w + 2), wasm_f64x2_promote_low_f32x4(x_high)));
+    }
   }
+#endif
+  for (; j < n_fft; ++j) p->frame[j] = p->window[j] * static_cast<double>(samples[j]);
+  real_fft_forward(&p->fft, p->frame, bins);
+}
+
+#if defined(__wasm_simd128__)
+// numpy_cabsf on four points at once (lane i = frame i), with the same roundings.
+inline v128_t numpy_cabsf4(v128_t c0, v128_t c1, v128_t c2, v128_t c3) {
+  // complex128 -> complex64, then split into re and im lanes
+  const v128_t d01 = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(c0), wasm_f32x4_demote_f64x2_zero(c1), 0, 1, 4, 5);
+  const v128_t d23 = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(c2), wasm_f32x4_demote_f64x2_zero(c3), 0, 1, 4, 5);
+  const v128_t a = wasm_f32x4_abs(wasm_i32x4_shuffle(d01, d23, 0, 2, 4, 6));
+  const v128_t b = wasm_f32x4_abs(wasm_i32x4_shuffle(d01, d23, 1, 3, 5, 7));
+  const v128_t larger = wasm_f32x4_pmax(a, b);
+  const v128_t smaller = wasm_f32x4_pmin(a, b);
+  const v128_t is_zero = wasm_f32x4_eq(larger, wasm_f32x4_splat(0.0f));
+  const v128_t ratio = wasm_v128_andnot(wasm_f32x4_div(smaller, larger), is_zero);  // 0/0 -> 0
+  const v128_t one = wasm_f64x2_splat(1.0);
+  const v128_t low_bit = wasm_i64x2_splat(1);
+  v128_t fused[2];
+  for (int half = 0; half < 2; ++half) {
+    const v128_t r = wasm_f64x2_promote_low_f32x4(half == 0 ? ratio : wasm_i32x4_shuffle(ratio, ratio, 2, 3, 2, 3));
+    const v128_t product = wasm_f64x2_mul(r, r);
+    const v128_t sum = wasm_f64x2_add(one, product);
+    const v128_t residual = wasm_f64x2_sub(product, wasm_f64x2_sub(sum, one));
+    const v128_t zero = wasm_f64x2_splat(0.0);
+    // direction = +1 / -1 / 0 as (lt mask) - (gt mask); applied only where the last bit is even
+    const v128_t direction = wasm_i64x2_sub(wasm_f64x2_lt(residual, zero), wasm_f64x2_gt(residual, zero));
+    const v128_t even = wasm_i64x2_eq(wasm_v128_and(sum, low_bit), wasm_i64x2_splat(0));
+    fused[half] = wasm_f32x4_demote_f64x2_zero(wasm_i64x2_add(sum, wasm_v128_and(direction, even)));
+  }
+  const v128_t f = wasm_i32x4_shuffle(fused[0], fused[1], 0, 1, 4, 5);
+  return wasm_f32x4_mul(wasm_f32x4_sqrt(f), larger);
+}
+#endif
+
+// Power spectra of kBatch frames (spectra in p->bins) into p->power, bin-major: power[k * kBatch + i].
+void batch_power(MelSpec* p) {
+  const int32_t n_bins = p->n_bins;
+  const double exponent = p->config.power;
+  const Complex* bins = p->bins;
+  double* power = p->power;
+#if defined(__wasm_simd128__)
+  static_assert(kBatch % 4 == 0, "the SIMD path handles groups of four frames");
+  for (int32_t k = 0; k < n_bins; ++k) {
+    for (int32_t g = 0; g < kBatch; g += 4) {
+      const Complex* c = bins + g * n_bins + k;
+      v128_t magnitude = numpy_cabsf4(wasm_v128_load(c), wasm_v128_load(c + n_bins), wasm_v128_load(c + 2 * n_bins),
+                                      wasm_v128_load(c + 3 * n_bins));
+      v128_t value;
+      if (exponent == 2.0) {
+        value = wasm_f32x4_mul(magnitude, magnitude);
+      } else {
+        float lanes[4];
+        wasm_v128_store(lanes, magnitude);
+        for (int i = 0; i < 4; ++i) lanes[i] = apply_power(lanes[i], exponent);
+        value = wasm_v128_load(lanes);
+      }
+      double* out = power + k * kBatch + g;
+      wasm_v128_store(out, wasm_f64x2_promote_low_f32x4(value));
+      wasm_v128_store(out + 2, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(value, value, 2, 3, 2, 3)));
+    }
+  }
+#else
+  for (int32_t k = 0; k < n_bins; ++k) {
+    for (int32_t i = 0; i < kBatch; ++i) {
+      const Complex c = bins[i * n_bins + k];
+      const float magnitude = numpy_cabsf(static_cast<float>(c.re), static_cast<float>(c.im));
+      power[k * kBatch + i] = apply_power(magnitude, exponent);
+    }
+  }
+#endif
+}
+
+#if defined(__wasm_simd128__)
+// acc (two float32 values held as doubles) + w * s, rounded to double and then to float32.
+inline v128_t fma_f32x2(v128_t acc, v128_t w, const double* s) {
+  return wasm_f64x2_promote_low_f32x4(wasm_f32x4_demote_f64x2_zero(wasm_f64x2_add(acc, wasm_f64x2_mul(w, wasm_v128_load(s)))));
+}
+#endif
+
+// Mel sums of a batch: float32 accumulation with a fused multiply-add per bin, in bin order, which is
+// what numpy's einsum gets from a BLAS sgemm (OpenBLAS on x86-64 and ARMv8). The product of two floats
+// is exact in double; the sum is rounded to double, then to float (this differs from a true fmaf only
+// on double-rounding ties, about 2^-29 of the operations). The kBatch frames are independent chains.
+// Writes `count` frames from column t.
+void batch_mel(MelSpec* p, int64_t t, int32_t count, int64_t n_frames) {
   for (int32_t b = 0; b < p->config.n_mels; ++b) {
     const float* w = p->weights + p->band_offset[b];
-    const float* s = p->power + p->band_first[b];
-    double acc = 0.0;
-    for (int32_t k = 0; k < p->band_count[b]; ++k) acc += static_cast<double>(w[k]) * static_cast<double>(s[k]);
-    p->output[b * n_frames + t] = static_cast<float>(acc);
+    const double* s = p->power + static_cast<int64_t>(p->band_first[b]) * kBatch;
+    const int32_t n = p->band_count[b];
+    float acc[kBatch];
+#if defined(__wasm_simd128__)
+    static_assert(kBatch == 8, "the SIMD mel sums handle eight frames");
+    v128_t a0 = wasm_f64x2_splat(0.0), a1 = a0, a2 = a0, a3 = a0;
+    for (int32_t k = 0; k < n; ++k) {
+      const v128_t wk = wasm_f64x2_splat(static_cast<double>(w[k]));
+      const double* sk = s + k * kBatch;
+      a0 = fma_f32x2(a0, wk, sk);
+      a1 = fma_f32x2(a1, wk, sk + 2);
+      a2 = fma_f32x2(a2, wk, sk + 4);
+      a3 = fma_f32x2(a3, wk, sk + 6);
+    }
+    wasm_v128_store(acc, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(a0), wasm_f32x4_demote_f64x2_zero(a1), 0, 1,
+                                            4, 5));
+    wasm_v128_store(acc + 4, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(a2), wasm_f32x4_demote_f64x2_zero(a3), 0,
+                                                1, 4, 5));
+#else
+    for (int32_t i = 0; i < kBatch; ++i) acc[i] = 0.0f;
+    for (int32_t k = 0; k < n; ++k) {
+      const double wk = w[k];
+      for (int32_t i = 0; i < kBatch; ++i) {
+        acc[i] = static_cast<float>(static_cast<double>(acc[i]) + wk * s[k * kBatch + i]);
+      }
+    }
+#endif
+    float* out = p->output + b * n_frames + t;
+    for (int32_t i = 0; i < count; ++i) out[i] = acc[i];
   }
+}
+
+// Frames t .. t + count - 1 (count <= kBatch): spectra, power, mel sums.
+void process_frames(MelSpec* p, int64_t t, int32_t count, int64_t n_frames) {
+  const int32_t n_bins = p->n_bins;
+  for (int32_t i = 0; i < count; ++i) frame_spectrum(p, p->frame_starts[t + i], p->bins + i * n_bins);
+  if (count < kBatch) memset(p->bins + count * n_bins, 0, sizeof(Complex) * n_bins * (kBatch - count));
+  batch_power(p);
+  batch_mel(p, t, count, n_frames);
 }
 
 // librosa.power_to_db in place on the float32 mel spectrogram.
@@ -251,7 +413,9 @@ void power_to_db(MelSpec* p, int64_t count) {
   float peak = -INFINITY;
   for (int64_t i = 0; i < count; ++i) {
     const float v = out[i] > amin ? out[i] : amin;
-    float db = 10.0f * static_cast<float>(log10(static_cast<double>(v)));
+    // float32 log10, correctly rounded but for ties: log(v) / ln(10) in double (musl's log is the fast
+    // table-driven one; its log10 is not), then rounded once to float.
+    float db = 10.0f * static_cast<float>(log(static_cast<double>(v)) * kInvLn10);
     db = static_cast<float>(static_cast<double>(db) - p->ref_db);
     out[i] = db;
     if (db > peak) peak = db;
@@ -323,8 +487,8 @@ int32_t melspec_plan_create(const MelSpecConfig* config, MelSpec** out, char* er
   if (ok) {
     p->frame = static_cast<double*>(malloc(sizeof(double) * (config->n_fft + 2)));
     p->fft_check = static_cast<double*>(calloc(config->n_fft + 2, sizeof(double)));
-    p->bins = static_cast<Complex*>(malloc(sizeof(Complex) * p->n_bins));
-    p->power = static_cast<float*>(malloc(sizeof(float) * p->n_bins));
+    p->bins = static_cast<Complex*>(malloc(sizeof(Complex) * p->n_bins * kBatch));
+    p->power = static_cast<double*>(malloc(sizeof(double) * p->n_bins * kBatch));
     ok = p->frame && p->fft_check && p->bins && p->power && build_filterbank(p);
   }
   if (!ok) {
@@ -344,6 +508,7 @@ void melspec_plan_destroy(MelSpec* p) {
   free(p->frame);
   free(p->bins);
   free(p->power);
+  free(p->frame_starts);
   free(p->fft_check);
   free(p->band_first);
   free(p->band_count);
@@ -385,11 +550,10 @@ int32_t melspec_plan_compute(MelSpec* p, int32_t n_samples, char* error, size_t 
     return kErrInvalidArgument;
   }
   const float* y = p->input;
-  for (int32_t i = 0; i < n_samples; ++i) {
-    if (!isfinite(y[i])) {
-      set_error(error, error_size, "audio is not finite at sample %.0f (value %g)", i, y[i]);
-      return kErrNonFiniteInput;
-    }
+  const int32_t bad = first_non_finite(y, n_samples);
+  if (bad >= 0) {
+    set_error(error, error_size, "audio is not finite at sample %.0f (value %g)", bad, y[bad]);
+    return kErrNonFiniteInput;
   }
   const int64_t n = n_samples;
   const int64_t n_fft = c.n_fft;
@@ -437,20 +601,25 @@ int32_t melspec_plan_compute(MelSpec* p, int32_t n_samples, char* error, size_t 
   const int64_t head_padded = head_frames > 0 ? head_left + head_len + head_right : 0;
   const int64_t tail_padded = tail_frames > 0 ? tail_len + half : 0;
   if (!reserve(&p->output, &p->output_capacity, n_frames * c.n_mels) ||
-      !reserve(&p->padded, &p->padded_capacity, head_padded + tail_padded + 1)) {
+      !reserve(&p->padded, &p->padded_capacity, head_padded + tail_padded + 1) ||
+      !reserve_pointers(&p->frame_starts, &p->frame_starts_capacity, n_frames)) {
     set_error(error, error_size, "out of memory for %.0f frames", static_cast<double>(n_frames));
     return kErrOutOfMemory;
   }
   int64_t t = 0;
   if (head_frames > 0) {
     pad_segment(y, head_len, head_left, head_right, reflect, p->padded);
-    for (int64_t f = 0; f < head_frames; ++f) process_frame(p, p->padded + f * hop, t++, n_frames);
+    for (int64_t f = 0; f < head_frames; ++f) p->frame_starts[t++] = p->padded + f * hop;
   }
-  for (int64_t f = 0; f < mid_frames; ++f) process_frame(p, y + mid_start + f * hop, t++, n_frames);
+  for (int64_t f = 0; f < mid_frames; ++f) p->frame_starts[t++] = y + mid_start + f * hop;
   if (tail_frames > 0) {
     float* tail = p->padded + head_padded;
     pad_segment(y + tail_start, tail_len, 0, half, reflect, tail);
-    for (int64_t f = 0; f < tail_frames; ++f) process_frame(p, tail + f * hop, t++, n_frames);
+    for (int64_t f = 0; f < tail_frames; ++f) p->frame_starts[t++] = tail + f * hop;
+  }
+  for (t = 0; t < n_frames; t += kBatch) {
+    const int64_t left = n_frames - t;
+    process_frames(p, t, static_cast<int32_t>(left < kBatch ? left : kBatch), n_frames);
   }
   power_to_db(p, n_frames * c.n_mels);
   return static_cast<int32_t>(n_frames);

@@ -3,7 +3,7 @@
 // with every setting given at run time (MelSpecConfig), reproducing librosa's roundings:
 // float64 window * float32 frame -> float64 rfft -> complex64 -> numpy's float32 |z| -> float32 power
 // -> float32 filterbank weights (built in float64 exactly like librosa.filters.mel) -> mel sums
-// (accumulated in double, rounded to float32) -> float32 dB.
+// (float32 fused multiply-adds in bin order, like a BLAS sgemm) -> float32 dB.
 #ifndef MELSPEC_MELSPEC_H
 #define MELSPEC_MELSPEC_H
 
