@@ -33,7 +33,13 @@ from birdlab.feature_cache import FeatureCache
 from birdlab.model import build_model
 from birdlab.species import Species
 from birdlab.training_config import TrainConfig
-from birdlab.training_data import SPLIT_FILENAME, LabelledClips, TrainingData, prepare_training_data
+from birdlab.training_data import (
+    SPLIT_FILENAME,
+    LabelledClips,
+    TrainingData,
+    prepare_training_data,
+    with_negatives,
+)
 from edge_runtime.spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -107,7 +113,10 @@ def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: Featu
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets, clips.weights))
-    ds = ds.shuffle(len(clips), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
+    # Full batches only: a short last batch can leave a replica of MirroredStrategy with no example, and
+    # Keras' BatchNormalization then fails ("Incompatible shapes") in that replica.
+    ds = ds.shuffle(len(clips), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size, drop_remainder=len(clips) >= config.batch_size)
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
     bank = tf.constant(noise_bank[..., None]) if len(noise_bank) else None
 
@@ -203,10 +212,11 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
     noise_bank = data.noise_bank
     if len(noise_bank) > MAX_NOISE_CLIPS:
         noise_bank = noise_bank[np.sort(rng.choice(len(noise_bank), MAX_NOISE_CLIPS, replace=False))]
-    train_ds = make_train_dataset(data.train, config=config, spec=spec, noise_bank=noise_bank)
+    train_clips = with_negatives(data.train, noise_bank, fraction=config.negative_fraction, seed=config.seed)
+    train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
     has_validation = len(data.validation) > 0
     val_ds = make_eval_dataset(data.validation, batch_size=config.batch_size) if has_validation else None
-    steps_per_epoch = -(-len(data.train) // config.batch_size)
+    steps_per_epoch = max(1, len(train_clips) // config.batch_size)
 
     with strategy.scope():
         model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
@@ -227,7 +237,7 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
     fit_start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if progress else 0)
     train_seconds = time.perf_counter() - fit_start
     model.save(run_dir / "model.keras")
@@ -252,7 +262,8 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
         "epochs_run": len(history.history.get("loss", [])),
         "parameters": int(model.count_params()),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
-        "clips": {"train": len(data.train), "validation": len(data.validation),
+        "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(data.train),
+                  "validation": len(data.validation),
                   "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
                   "noise_bank": int(len(noise_bank))},
         "skipped_audio": data.skipped,

@@ -55,6 +55,9 @@ class TrainConfig:
     """Sample weight = (mean count / count of the primary species) ** power; 0 = no balancing."""
     synthetic_noise_clips: int = 16
     """Synthetic (white/pink/brown) noise clips added to the background-noise bank."""
+    negative_fraction: float = 0.1
+    """Background-only clips (all-zero targets, drawn from the noise bank) added to training, as a
+    fraction of the training clips: they teach 'nocall'."""
     model: ModelConfig = field(default_factory=model_presets.default)
     """The network."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -86,6 +89,7 @@ class TrainConfig:
         need(0.0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")
         need(self.class_weight_power >= 0, "class_weight_power", "must be >= 0")
         need(self.synthetic_noise_clips >= 0, "synthetic_noise_clips", "must be >= 0")
+        need(0.0 <= self.negative_fraction <= 1.0, "negative_fraction", "must be in [0, 1]")
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
@@ -116,7 +120,7 @@ def birdclef2021_brittany() -> TrainConfig:
 
 def demo() -> TrainConfig:
     """The embedded-default demo: the default model on the synthetic dataset, <= 5 min on 2 CPU cores."""
-    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=18, batch_size=32,
+    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=20, batch_size=32,
                                early_stopping_patience=4, learning_rate=3e-3)
 
 

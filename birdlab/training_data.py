@@ -25,7 +25,7 @@ from edge_runtime.audio import AudioError
 from edge_runtime.spec import FeatureSpec
 
 SPLIT_FILENAME = "split.json"
-SYNTHETIC_NOISE_LEVEL_DB = (-70.0, -30.0)
+SYNTHETIC_NOISE_LEVEL_DB = (-50.0, -20.0)
 """RMS level range of the synthetic background noise clips, dB re full scale."""
 
 
@@ -198,6 +198,20 @@ def class_balance_weights(targets: np.ndarray, *, power: float) -> np.ndarray:
     per_class = np.where(counts > 0, (counts[counts > 0].mean() / np.maximum(counts, 1)) ** power, 0.0)
     weights = per_class[main]
     return (weights / weights.mean()).astype(np.float32)
+
+
+def with_negatives(clips: LabelledClips, noise_bank: np.ndarray, *, fraction: float, seed: int) -> LabelledClips:
+    """`clips` plus round(fraction * len(clips)) background-only clips from `noise_bank` (targets all zero)."""
+    n = int(round(fraction * len(clips)))
+    if n == 0 or len(noise_bank) == 0:
+        return clips
+    rng = np.random.default_rng([seed, 37])
+    picked = rng.integers(len(noise_bank), size=n)
+    n_species = clips.targets.shape[1]
+    negatives = LabelledClips(noise_bank[picked].astype(np.float32), np.zeros((n, n_species), np.float32),
+                              np.zeros((n, n_species), bool), np.ones(n, np.float32),
+                              [f"background#{i}" for i in picked])
+    return LabelledClips.concatenate([clips, negatives])
 
 
 def synthetic_noise_bank(*, spec: FeatureSpec, count: int, seed: int) -> np.ndarray:
