@@ -104,7 +104,7 @@ def plot_label_timeline(timeline: LabelTimeline, *, detections: np.ndarray | Non
         hit = timeline.presence[species, windows]
         ax.scatter(centres[hit], species[hit], marker="o", color="tab:blue", label="detected, labelled")
         ax.scatter(centres[~hit], species[~hit], marker="x", color="tab:red", label="detected, not labelled")
-        ax.legend(fontsize="x-small", loc="upper right")
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_yticks(np.arange(n_species), timeline.codes)
     ax.set_xlabel("time in soundscape (s)")
     ax.set_title(title or f"soundscape {timeline.audio_id}: labels per 5-s window "

@@ -38,9 +38,8 @@ def _python_source(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
-def test_notebooks_are_the_expected_ones():
-    names = {p.name for p in NOTEBOOKS}
-    assert names and names <= set(EXPECTED_NOTEBOOKS), f"unexpected notebooks: {sorted(names - set(EXPECTED_NOTEBOOKS))}"
+def test_the_five_notebooks_exist_and_nothing_else():
+    assert tuple(p.name for p in NOTEBOOKS) == EXPECTED_NOTEBOOKS
 
 
 def test_expected_notebooks_are_numbered_01_to_n():
