@@ -29,6 +29,7 @@ COMPILE_FLAGS = (
     "-msimd128",
     "-mexec-model=reactor",
     "-s",
+    "-Wl,-z,stack-size=262144",  # 256 KiB of stack is plenty; zig's default (16 MiB) would be the module's minimum memory
     "-Wall",
     "-Wextra",
 )

@@ -145,6 +145,16 @@ class MelFrontend:
         if timeout_s is not None:
             self._ticker = _EpochTicker(engine)
             self._stop_ticker = weakref.finalize(self, self._ticker.stop)
+        try:
+            self._start(module)
+        except BaseException:
+            if self._stop_ticker is not None:
+                self._stop_ticker()
+            raise
+
+    def _start(self, module: wasmtime.Module) -> None:
+        """Instantiate, run the reactor's _initialize, check the ABI and create the handle for self.spec."""
+        wasm_path = self.wasm_path
         instance = self._guarded(lambda: wasmtime.Instance(self._store, module, []), what="instantiate")
         exports = instance.exports(self._store)
         self._memory: wasmtime.Memory = exports["memory"]
@@ -161,7 +171,7 @@ class MelFrontend:
                 f"{wasm_path}: ABI version {self.abi_version}, this host speaks {ABI_VERSION}; "
                 "rebuild it with `python -m birdlab wasm build` or update edge_runtime"
             )
-        self._handle = self._create(spec)
+        self._handle = self._create(self.spec)
         self._input_capacity = 0
         self._input_ptr = 0
         self._output_ptr = 0
@@ -245,6 +255,9 @@ class MelFrontend:
             else:
                 reason = f"trapped ({text.splitlines()[0] if text else 'no message'})"
             raise FrontendError(f"{self.wasm_path}: {what} {reason}; the module is broken or the input too long") from None
+        except wasmtime.WasmtimeError as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else "no message"
+            raise FrontendError(f"{self.wasm_path}: {what} failed ({first_line})") from None
 
     def _call(self, name: str, *args):
         func = self._fn[name]
