@@ -33,7 +33,7 @@ def worst_case_figure(case: WorstCase, *, tolerance_db: float):
 
     ref, cand = case.reference_db, case.candidate_db
     err = cand.astype(np.float64) - ref.astype(np.float64)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6), layout="constrained")
     vmin, vmax = float(ref.min()), float(ref.max())
     for ax, data, title in ((axes[0], ref, "librosa (dB)"), (axes[1], cand, "WASM (dB)")):
         im = ax.imshow(data, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="magma")
