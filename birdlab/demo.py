@@ -36,6 +36,31 @@ def step_dataset(ctx: DemoContext) -> None:
     ctx.results["dataset"] = summary
 
 
+def step_parity(ctx: DemoContext) -> None:
+    """Build melspec.wasm when missing; compare librosa and the WASM log-mel on the synthetic soundscapes."""
+    import numpy as np
+
+    from birdlab.parity import run_parity
+    from birdlab.wasm import build_wasm
+    from edge_runtime.spec import FeatureSpec
+
+    spec = FeatureSpec()
+    wasm = build_wasm()
+    soundscapes = ctx.data_dir / "train_soundscapes"
+    audio: list[Path] = [soundscapes] if soundscapes.is_dir() and any(soundscapes.iterdir()) else []
+    extra = None
+    if not audio:
+        print(f"no soundscapes in {soundscapes}: comparing on a synthetic test signal (chirp + noise) instead")
+        rng = np.random.default_rng(0)
+        t = np.arange(spec.clip_samples) / spec.sample_rate_hz
+        signal = 0.4 * np.sin(2 * np.pi * (500 * t + 1200 * t**2)) + 0.05 * rng.standard_normal(t.size)
+        extra = {"<synthetic chirp + noise, 5 s>": signal.astype(np.float32)}
+    out_dir = paths.INTERIM_DIR / "parity"
+    report = run_parity(audio, out_dir=out_dir, spec=spec, wasm_path=wasm, extra_signals=extra)
+    print(report.describe())
+    print(f"report: {out_dir / 'report.html'}")
+    ctx.results["parity"] = report
+
 def step_train(ctx: DemoContext) -> None:
     """Train the demo preset (tiny with --quick) into runs/demo/; report row-wise F1 on held-out soundscapes."""
     from birdlab.train import train
@@ -89,6 +114,7 @@ DemoStep = Callable[[DemoContext], None]
 # The demo runs these in order. Add a step here (and its function above).
 STEPS: list[tuple[str, DemoStep]] = [
     ("dataset", step_dataset),
+    ("parity", step_parity),
     ("train", step_train),
     ("export", step_export),
     ("edge", step_edge),  # keep last: it needs the run and the exported bundle
