@@ -45,7 +45,7 @@ def plot_durations(durations_s: np.ndarray) -> Figure:
 
 def plot_locations(latitude: np.ndarray, longitude: np.ndarray, labels: Sequence[str]) -> Figure:
     """Recording locations (longitude, latitude), one colour per label; arrays of shape (n,)."""
-    fig = Figure(figsize=(6.0, 5.0), layout="constrained")
+    fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.subplots()
     labels = list(labels)
     for code in sorted(set(labels)):
@@ -55,7 +55,8 @@ def plot_locations(latitude: np.ndarray, longitude: np.ndarray, labels: Sequence
     ax.set_ylabel("latitude (°)")
     ax.set_aspect(1.0 / np.cos(np.deg2rad(np.nanmean(latitude))) if len(labels) else "auto")
     if 0 < len(set(labels)) <= 24:
-        ax.legend(fontsize="x-small", ncols=2, loc="best")
+        ax.legend(fontsize="x-small", ncols=1 if len(set(labels)) <= 12 else 2, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{len(labels)} located recordings")
     return fig
 
