@@ -1,6 +1,7 @@
 """`python -m birdlab bench melspec`: librosa vs the WASM frontend on the same 5-s clips.
 
-One process, default spec unless told otherwise. Figures (milliseconds, medians over repeats):
+One process, default spec unless told otherwise; librosa and WASM passes alternate so that both see
+the same machine load. Figures (milliseconds, medians over repeats):
 librosa_ms and wasm_ms per clip, ratio = wasm_ms / librosa_ms (target <= 1.0), compile_ms (cold
 load: compile the .wasm to machine code) and cached_start_ms (load from the compiled-module cache).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -40,15 +42,23 @@ def bench_clips(*, spec: FeatureSpec, n_clips: int, seed: int = 0) -> list[np.nd
     return clips
 
 
-def _per_clip_ms(fn, clips: list[np.ndarray], *, repeats: int) -> float:
-    fn(clips[0])  # warm-up (imports, first-call allocations)
-    timings = []
+def _pass_ms(fn, clips: list[np.ndarray]) -> float:
+    """Milliseconds per clip of one pass over the clips."""
+    start = time.perf_counter()
+    for clip in clips:
+        fn(clip)
+    return (time.perf_counter() - start) * 1e3 / len(clips)
+
+
+def _interleaved_ms(fns: dict[str, object], clips: list[np.ndarray], *, repeats: int) -> dict[str, list[float]]:
+    """Per-clip times of each function, passes alternating so that both see the same machine load."""
+    for fn in fns.values():
+        fn(clips[0])  # warm-up (imports, first-call allocations)
+    timings: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for clip in clips:
-            fn(clip)
-        timings.append((time.perf_counter() - start) * 1e3 / len(clips))
-    return statistics.median(timings)
+        for name, fn in fns.items():
+            timings[name].append(_pass_ms(fn, clips))
+    return timings
 
 
 def bench_melspec(
@@ -79,8 +89,10 @@ def bench_melspec(
         if not frontend.module_cache_hit:
             raise RuntimeError(f"{tmp}: the compiled module was not reused; the module cache is broken")
         with frontend:
-            wasm_ms = _per_clip_ms(frontend.log_mel, clips, repeats=repeats)
-    librosa_ms = _per_clip_ms(lambda clip: log_mel(clip, spec=spec), clips, repeats=repeats)
+            timings = _interleaved_ms({"librosa": lambda clip: log_mel(clip, spec=spec), "wasm": frontend.log_mel},
+                                      clips, repeats=repeats)
+    librosa_ms = statistics.median(timings["librosa"])
+    wasm_ms = statistics.median(timings["wasm"])
 
     from importlib.metadata import version
 
@@ -91,6 +103,10 @@ def bench_melspec(
         "compile_ms": round(compile_ms, 1),
         "cached_start_ms": round(cached_start_ms, 2),
         "target_ratio": TARGET_RATIO,
+        "librosa_min_ms": round(min(timings["librosa"]), 3),
+        "wasm_min_ms": round(min(timings["wasm"]), 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
         "clips": n_clips,
         "clip_seconds": spec.clip_seconds,
         "repeats": repeats,

@@ -22,7 +22,6 @@ def test_bench_writes_the_figures(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert KEYS <= set(result)
     assert all(result[k] > 0 for k in KEYS)
     assert result["ratio"] == pytest.approx(result["wasm_ms"] / result["librosa_ms"], rel=0.01, abs=0.002)
-    assert result["cached_start_ms"] < result["compile_ms"]  # deserialising beats compiling
     assert result["spec_hash"] == FeatureSpec().spec_hash
 
 
