@@ -327,12 +327,16 @@ void real_fft_forward(const RealFft* plan, const double* input, Complex* output)
   complex_fft_forward(&plan->inner, z);
   output[0] = {z[0].re + z[0].im, 0.0};
   output[h] = {z[0].re - z[0].im, 0.0};
-  for (int32_t k = 1; k < h; ++k) {
+  // X[k] = E + W^k O with E = (Z[k] + conj(Z[h-k])) / 2, O = (Z[k] - conj(Z[h-k])) / (2 i), W = exp(-2 pi i / n);
+  // bin h - k reuses them: X[h-k] = conj(E - W^k O). k = h / 2 (even h) pairs with itself.
+  for (int32_t k = 1; 2 * k <= h; ++k) {
     const CV a = load(z + k);
     const CV b = conj(load(z + h - k));
     const CV even_part = scale(add(a, b), 0.5);
-    const CV odd_part = mul_neg_i(scale(sub(a, b), 0.5));  // (a - b) / (2 i)
-    store(output + k, add(even_part, mul(odd_part, load(plan->post_twiddles + k))));
+    const CV odd_part = mul_neg_i(scale(sub(a, b), 0.5));
+    const CV turned = mul(odd_part, load(plan->post_twiddles + k));
+    store(output + k, add(even_part, turned));
+    if (2 * k < h) store(output + h - k, conj(sub(even_part, turned)));
   }
 }
 

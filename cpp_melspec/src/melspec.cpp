@@ -30,6 +30,7 @@ struct MelSpec {
   int32_t* band_count = nullptr;   // per mel band: number of bins from band_first
   int32_t* band_offset = nullptr;  // per mel band: offset into weights
   float* weights = nullptr;
+  int32_t used_bins = 0;           // bins 0 .. used_bins - 1 hold every non-zero weight; power is computed for those
   double ref_db = 0.0;
   float* input = nullptr;
   int64_t input_capacity = 0;
@@ -153,6 +154,7 @@ bool build_filterbank(MelSpec* p) {
         p->band_count[b] = count;
         p->band_offset[b] = static_cast<int32_t>(total);
         for (int32_t k = 0; k < count; ++k) p->weights[total + k] = dense[first + k];
+        if (count > 0 && first + count > p->used_bins) p->used_bins = first + count;
       }
       total += count;
     }
@@ -311,7 +313,8 @@ inline v128_t numpy_cabsf4(v128_t c0, v128_t c1, v128_t c2, v128_t c3) {
 }
 #endif
 
-// Power spectra of kBatch frames (spectra in p->bins) into p->power, bin-major: power[k * kBatch + i].
+// Power spectra of kBatch frames (spectra in p->bins) into p->power, bin-major: power[k * kBatch + i],
+// for the bins below used_bins (the others have no mel weight).
 void batch_power(MelSpec* p) {
   const int32_t n_bins = p->n_bins;
   const double exponent = p->config.power;
@@ -319,7 +322,8 @@ void batch_power(MelSpec* p) {
   double* power = p->power;
 #if defined(__wasm_simd128__)
   static_assert(kBatch % 4 == 0, "the SIMD path handles groups of four frames");
-  for (int32_t k = 0; k < n_bins; ++k) {
+  const int32_t used_bins = p->used_bins;
+  for (int32_t k = 0; k < used_bins; ++k) {
     for (int32_t g = 0; g < kBatch; g += 4) {
       const Complex* c = bins + g * n_bins + k;
       v128_t magnitude = numpy_cabsf4(wasm_v128_load(c), wasm_v128_load(c + n_bins), wasm_v128_load(c + 2 * n_bins),
@@ -339,7 +343,7 @@ void batch_power(MelSpec* p) {
     }
   }
 #else
-  for (int32_t k = 0; k < n_bins; ++k) {
+  for (int32_t k = 0; k < p->used_bins; ++k) {
     for (int32_t i = 0; i < kBatch; ++i) {
       const Complex c = bins[i * n_bins + k];
       const float magnitude = numpy_cabsf(static_cast<float>(c.re), static_cast<float>(c.im));
