@@ -312,6 +312,8 @@ void real_fft_free(RealFft* plan) {
   *plan = RealFft{};
 }
 
+double* real_fft_scratch(const RealFft* plan) { return plan->n % 2 == 0 ? &plan->scratch[0].re : nullptr; }
+
 void real_fft_forward(const RealFft* plan, const double* input, Complex* output) {
   const int32_t n = plan->n;
   Complex* z = plan->scratch;
@@ -323,7 +325,7 @@ void real_fft_forward(const RealFft* plan, const double* input, Complex* output)
   }
   // Pack even/odd samples as one complex sequence of n / 2 points, transform, then split.
   const int32_t h = n / 2;
-  memcpy(z, input, sizeof(double) * n);
+  if (input != real_fft_scratch(plan)) memcpy(z, input, sizeof(double) * n);
   complex_fft_forward(&plan->inner, z);
   output[0] = {z[0].re + z[0].im, 0.0};
   output[h] = {z[0].re - z[0].im, 0.0};

@@ -44,8 +44,11 @@ struct RealFft {
 
 bool real_fft_init(RealFft* plan, int32_t n);
 void real_fft_free(RealFft* plan);
-// input: n doubles (left untouched); output: n / 2 + 1 bins.
+// input: n doubles (left untouched unless it is real_fft_scratch); output: n / 2 + 1 bins.
 void real_fft_forward(const RealFft* plan, const double* input, Complex* output);
+// For even n: the plan's scratch as n doubles. Input written there is transformed without a copy (and
+// overwritten). nullptr for odd n.
+double* real_fft_scratch(const RealFft* plan);
 
 }  // namespace melspec
 

@@ -20,7 +20,8 @@ struct MelSpec {
   RealFft fft{};
   int32_t n_bins = 0;
   double* window = nullptr;    // n_fft, periodic Hann of win_length centred in n_fft
-  double* frame = nullptr;     // n_fft + 2 (windowed frame)
+  double* frame = nullptr;     // n_fft (windowed frame): the FFT's own scratch for even n_fft
+  bool frame_owned = false;
   Complex* bins = nullptr;     // kBatch x n_bins: the spectra of a batch of frames
   double* power = nullptr;     // n_bins x kBatch: float32 power values of a batch, bin-major
   const float** frame_starts = nullptr;  // n_frames pointers to the first sample of each frame
@@ -489,7 +490,11 @@ int32_t melspec_plan_create(const MelSpecConfig* config, MelSpec** out, char* er
   p->ref_db = 10.0 * log10(config->db_ref > config->db_amin ? config->db_ref : config->db_amin);
   bool ok = real_fft_init(&p->fft, config->n_fft) && build_window(p);
   if (ok) {
-    p->frame = static_cast<double*>(malloc(sizeof(double) * (config->n_fft + 2)));
+    p->frame = real_fft_scratch(&p->fft);
+    if (p->frame == nullptr) {
+      p->frame = static_cast<double*>(malloc(sizeof(double) * config->n_fft));
+      p->frame_owned = true;
+    }
     p->fft_check = static_cast<double*>(calloc(config->n_fft + 2, sizeof(double)));
     p->bins = static_cast<Complex*>(malloc(sizeof(Complex) * p->n_bins * kBatch));
     p->power = static_cast<double*>(malloc(sizeof(double) * p->n_bins * kBatch));
@@ -509,7 +514,7 @@ void melspec_plan_destroy(MelSpec* p) {
   if (p == nullptr) return;
   real_fft_free(&p->fft);
   free(p->window);
-  free(p->frame);
+  if (p->frame_owned) free(p->frame);
   free(p->bins);
   free(p->power);
   free(p->frame_starts);
