@@ -18,6 +18,8 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -43,6 +45,7 @@ from birdlab.training_data import (
 from edge_runtime.spec import FeatureSpec
 
 if TYPE_CHECKING:
+    import keras
     import tensorflow as tf
 
 LABELS_FILENAME = "labels.csv"
@@ -67,6 +70,32 @@ class TrainResult:
         f1 = self.metrics["row_wise_micro_f1"]
         return (f"{self.run_dir}: {self.epochs_run} epochs on {self.n_train_clips} clips in {self.train_seconds:.0f} s; "
                 f"row-wise micro F1 {f1:.3f} on {self.metrics['evaluated_on']} at threshold {self.metrics['threshold']:.2f}")
+
+
+def time_budget_callback(max_seconds: float) -> keras.callbacks.Callback:
+    """Stops training after the epoch when another epoch as long as the longest so far would pass max_seconds."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stopped = False
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.start = self.epoch_start = time.perf_counter()
+            self.longest = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - self.epoch_start)
+            if now - self.start + self.longest > max_seconds:
+                self.stopped = True
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
@@ -120,6 +149,7 @@ def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: Featu
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
     bank = tf.constant(noise_bank[..., None]) if len(noise_bank) else None
 
+    @tf.autograph.experimental.do_not_convert  # plain TF ops; the branches are on Python settings
     def augment(batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
         return augment_batch(*batch, seed=seed, config=config.augment, noise_bank=bank, top_db=spec.top_db,
                              amin=spec.db_amin * spec.db_ref)
@@ -192,11 +222,35 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
     if len(data.train) == 0:
         raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
 
-    import keras
+    with op_determinism():
+        return _train_model(config=config, data=data, data_dir=data_dir, run_dir=run_dir, spec=spec, started=started,
+                            feature_seconds=feature_seconds, progress=progress)
+
+
+@contextmanager
+def op_determinism() -> Iterator[None]:
+    """tf.config.experimental.enable_op_determinism inside the block; the previous setting afterwards."""
     import tensorflow as tf
 
-    keras.utils.set_random_seed(config.seed)
+    try:  # the public API has no getter and no way back; TF's own module has both
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled, disable = tf_config.is_op_determinism_enabled(), tf_config.disable_op_determinism
+    except (ImportError, AttributeError):
+        was_enabled, disable = True, None
     tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled and disable is not None:
+            disable()
+
+
+def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run_dir: Path, spec: FeatureSpec,
+                 started: datetime, feature_seconds: float, progress: bool) -> TrainResult:
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
     strategy = select_strategy(config.strategy)
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -236,6 +290,9 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
+    budget = time_budget_callback(config.max_train_seconds) if config.max_train_seconds else None
+    if budget is not None:
+        callbacks.append(budget)
     fit_start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if progress else 0)
@@ -260,6 +317,7 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
         "feature_seconds": round(feature_seconds, 1),
         "train_seconds": round(train_seconds, 1),
         "epochs_run": len(history.history.get("loss", [])),
+        "stopped_by_time_budget": bool(budget is not None and budget.stopped),
         "parameters": int(model.count_params()),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
         "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(data.train),

@@ -75,6 +75,9 @@ class TrainConfig:
     'default', 'mirrored' (every visible GPU, else every logical CPU) or 'multi_worker'."""
     feature_workers: int = 0
     """Processes computing features (0 = one per CPU core)."""
+    max_train_seconds: float | None = None
+    """Wall-clock budget of model.fit: no epoch starts that would end past it (None = no budget). A run
+    stopped by the budget says so in run_info.json, and is only reproducible on an equally fast machine."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -96,6 +99,7 @@ class TrainConfig:
         need(self.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
         need(self.feature_workers >= 0, "feature_workers", "must be >= 0")
+        need(self.max_train_seconds is None or self.max_train_seconds > 0, "max_train_seconds", "must be > 0 or null")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model and augment nested)."""
@@ -120,8 +124,8 @@ def birdclef2021_brittany() -> TrainConfig:
 
 def demo() -> TrainConfig:
     """The embedded-default demo: the default model on the synthetic dataset, <= 5 min on 2 CPU cores."""
-    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=20, batch_size=32,
-                               early_stopping_patience=4, learning_rate=3e-3)
+    return dataclasses.replace(TrainConfig(), name="demo", crops_per_recording=6, epochs=28, batch_size=48,
+                               early_stopping_patience=5, learning_rate=4e-3, max_train_seconds=240.0)
 
 
 def tiny() -> TrainConfig:

@@ -186,3 +186,18 @@ def test_load_config_presets_and_files(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="neither a preset"):
         load_config("huge")
+
+
+def test_time_budget_stops_after_the_epoch_that_would_overrun(rng: np.random.Generator) -> None:
+    import keras
+
+    from birdlab.train import time_budget_callback
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = rng.random((8, 4)), rng.random((8, 1))
+    tight = time_budget_callback(1e-6)
+    assert len(model.fit(x, y, epochs=5, verbose=0, callbacks=[tight]).history["loss"]) == 1 and tight.stopped
+    generous = time_budget_callback(3600.0)
+    assert len(model.fit(x, y, epochs=3, verbose=0, callbacks=[generous]).history["loss"]) == 3
+    assert not generous.stopped
