@@ -32,11 +32,14 @@ inline CV mul_neg_i(CV a) {
   return wasm_v128_xor(wasm_i64x2_shuffle(a, a, 1, 0), wasm_i64x2_make(0, INT64_MIN));
 }
 inline CV conj(CV a) { return wasm_v128_xor(a, wasm_i64x2_make(0, INT64_MIN)); }
-// a * w = (a.re w.re - a.im w.im, a.re w.im + a.im w.re)
-inline CV mul(CV a, CV w) {
-  const CV re_w = wasm_f64x2_mul(wasm_i64x2_shuffle(a, a, 0, 0), w);
-  const CV im_w = wasm_f64x2_mul(wasm_i64x2_shuffle(a, a, 1, 1), wasm_i64x2_shuffle(w, w, 1, 0));
-  return wasm_f64x2_add(re_w, wasm_v128_xor(im_w, wasm_i64x2_make(INT64_MIN, 0)));
+struct TV {
+  v128_t re_re;
+  v128_t neg_im_im;
+};
+inline TV load_tw(const Twiddle* t) { return {wasm_v128_load(&t->re), wasm_v128_load(&t->neg_im)}; }
+// a * w = (a.re w.re + a.im (-w.im), a.im w.re + a.re w.im): the same roundings as the scalar product
+inline CV mul(CV a, TV w) {
+  return wasm_f64x2_add(wasm_f64x2_mul(a, w.re_re), wasm_f64x2_mul(wasm_i64x2_shuffle(a, a, 1, 0), w.neg_im_im));
 }
 #else
 using CV = Complex;
@@ -47,19 +50,23 @@ inline CV sub(CV a, CV b) { return {a.re - b.re, a.im - b.im}; }
 inline CV scale(CV a, double s) { return {a.re * s, a.im * s}; }
 inline CV mul_neg_i(CV a) { return {a.im, -a.re}; }
 inline CV conj(CV a) { return {a.re, -a.im}; }
-inline CV mul(CV a, CV b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
+using TV = Complex;
+inline TV load_tw(const Twiddle* t) { return {t->re, t->im}; }
+inline CV mul(CV a, TV b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
 #endif
 
 // exp(-2 pi i index / n), with the index reduced first so that the angle stays small.
-Complex unit_root(int64_t index, int64_t n) {
+Twiddle twiddle(int64_t index, int64_t n) {
   index %= n;
   const double angle = -2.0 * kPi * static_cast<double>(index) / static_cast<double>(n);
-  return {cos(angle), sin(angle)};
+  const double re = cos(angle);
+  const double im = sin(angle);
+  return {re, re, -im, im};
 }
 
-void stage_radix2(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+void stage_radix2(const Complex* x, Complex* y, const Twiddle* tw, int32_t m, int32_t s) {
   for (int32_t j = 0; j < m; ++j) {
-    const CV w1 = load(tw + j);
+    const TV w1 = load_tw(tw + j);
     for (int32_t q = 0; q < s; ++q) {
       const CV a0 = load(x + q + s * j);
       const CV a1 = load(x + q + s * (j + m));
@@ -69,11 +76,11 @@ void stage_radix2(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
   }
 }
 
-void stage_radix3(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+void stage_radix3(const Complex* x, Complex* y, const Twiddle* tw, int32_t m, int32_t s) {
   const double sin60 = 0.86602540378443864676372317075293618;
   for (int32_t j = 0; j < m; ++j) {
-    const CV w1 = load(tw + 2 * j);
-    const CV w2 = load(tw + 2 * j + 1);
+    const TV w1 = load_tw(tw + 2 * j);
+    const TV w2 = load_tw(tw + 2 * j + 1);
     for (int32_t q = 0; q < s; ++q) {
       const CV a0 = load(x + q + s * j);
       const CV a1 = load(x + q + s * (j + m));
@@ -90,11 +97,11 @@ void stage_radix3(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
   }
 }
 
-void stage_radix4(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+void stage_radix4(const Complex* x, Complex* y, const Twiddle* tw, int32_t m, int32_t s) {
   for (int32_t j = 0; j < m; ++j) {
-    const CV w1 = load(tw + 3 * j);
-    const CV w2 = load(tw + 3 * j + 1);
-    const CV w3 = load(tw + 3 * j + 2);
+    const TV w1 = load_tw(tw + 3 * j);
+    const TV w2 = load_tw(tw + 3 * j + 1);
+    const TV w3 = load_tw(tw + 3 * j + 2);
     for (int32_t q = 0; q < s; ++q) {
       const CV a0 = load(x + q + s * j);
       const CV a1 = load(x + q + s * (j + m));
@@ -120,11 +127,11 @@ void stage_radix4(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
 }
 
 // 8-point DFT as two 4-point DFTs (even and odd inputs) joined with w8^k, w8 = (1 - i) / sqrt(2).
-void stage_radix8(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+void stage_radix8(const Complex* x, Complex* y, const Twiddle* tw, int32_t m, int32_t s) {
   const double r = 0.70710678118654752440084436210484904;  // 1 / sqrt(2)
   const int64_t sm = static_cast<int64_t>(s) * m;
   for (int32_t j = 0; j < m; ++j) {
-    const Complex* w = tw + 7 * j;
+    const Twiddle* w = tw + 7 * j;
     for (int32_t q = 0; q < s; ++q) {
       const Complex* in = x + q + s * j;
       CV e[4];
@@ -153,20 +160,20 @@ void stage_radix8(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
         for (int k = 1; k < 4; ++k) store(out + k * s, add(e[k], o[k]));
         for (int k = 0; k < 4; ++k) store(out + (k + 4) * s, sub(e[k], o[k]));
       } else {
-        for (int k = 1; k < 4; ++k) store(out + k * s, mul(add(e[k], o[k]), load(w + k - 1)));
-        for (int k = 0; k < 4; ++k) store(out + (k + 4) * s, mul(sub(e[k], o[k]), load(w + k + 3)));
+        for (int k = 1; k < 4; ++k) store(out + k * s, mul(add(e[k], o[k]), load_tw(w + k - 1)));
+        for (int k = 0; k < 4; ++k) store(out + (k + 4) * s, mul(sub(e[k], o[k]), load_tw(w + k + 3)));
       }
     }
   }
 }
 
-void stage_radix5(const Complex* x, Complex* y, const Complex* tw, int32_t m, int32_t s) {
+void stage_radix5(const Complex* x, Complex* y, const Twiddle* tw, int32_t m, int32_t s) {
   const double c1 = 0.30901699437494742410229341718281906;   // cos(2 pi / 5)
   const double c2 = -0.80901699437494742410229341718281906;  // cos(4 pi / 5)
   const double s1 = 0.95105651629515357211643933337938214;   // sin(2 pi / 5)
   const double s2 = 0.58778525229247312916870595463907277;   // sin(4 pi / 5)
   for (int32_t j = 0; j < m; ++j) {
-    const Complex* w = tw + 4 * j;
+    const Twiddle* w = tw + 4 * j;
     for (int32_t q = 0; q < s; ++q) {
       const CV a0 = load(x + q + s * j);
       const CV a1 = load(x + q + s * (j + m));
@@ -189,10 +196,10 @@ void stage_radix5(const Complex* x, Complex* y, const Complex* tw, int32_t m, in
         store(out + 3 * s, sub(m2, n2));
         store(out + 4 * s, sub(m1, n1));
       } else {
-        store(out + s, mul(add(m1, n1), load(w)));
-        store(out + 2 * s, mul(add(m2, n2), load(w + 1)));
-        store(out + 3 * s, mul(sub(m2, n2), load(w + 2)));
-        store(out + 4 * s, mul(sub(m1, n1), load(w + 3)));
+        store(out + s, mul(add(m1, n1), load_tw(w)));
+        store(out + 2 * s, mul(add(m2, n2), load_tw(w + 1)));
+        store(out + 3 * s, mul(sub(m2, n2), load_tw(w + 2)));
+        store(out + 4 * s, mul(sub(m1, n1), load_tw(w + 3)));
       }
     }
   }
@@ -232,7 +239,7 @@ bool complex_fft_init(ComplexFft* plan, int32_t n) {
     n_twiddles += static_cast<int64_t>(m) * (p - 1);
     length = m;
   }
-  plan->twiddles = static_cast<Complex*>(malloc(sizeof(Complex) * (n_twiddles > 0 ? n_twiddles : 1)));
+  plan->twiddles = static_cast<Twiddle*>(malloc(sizeof(Twiddle) * (n_twiddles > 0 ? n_twiddles : 1)));
   plan->work = static_cast<Complex*>(malloc(sizeof(Complex) * n));
   if (plan->twiddles == nullptr || plan->work == nullptr) {
     complex_fft_free(plan);
@@ -242,9 +249,9 @@ bool complex_fft_init(ComplexFft* plan, int32_t n) {
   for (int32_t st = 0; st < n_stages; ++st) {
     const int32_t p = plan->radix[st];
     const int32_t m = length / p;
-    Complex* tw = plan->twiddles + plan->twiddle_offset[st];
+    Twiddle* tw = plan->twiddles + plan->twiddle_offset[st];
     for (int32_t j = 0; j < m; ++j) {
-      for (int32_t k = 1; k < p; ++k) tw[j * (p - 1) + (k - 1)] = unit_root(static_cast<int64_t>(j) * k, length);
+      for (int32_t k = 1; k < p; ++k) tw[j * (p - 1) + (k - 1)] = twiddle(static_cast<int64_t>(j) * k, length);
     }
     length = m;
   }
@@ -265,7 +272,7 @@ void complex_fft_forward(const ComplexFft* plan, Complex* data) {
   for (int32_t st = 0; st < plan->n_stages; ++st) {
     const int32_t p = plan->radix[st];
     const int32_t m = length / p;
-    const Complex* tw = plan->twiddles + plan->twiddle_offset[st];
+    const Twiddle* tw = plan->twiddles + plan->twiddle_offset[st];
     switch (p) {
       case 2: stage_radix2(x, y, tw, m, stride); break;
       case 3: stage_radix3(x, y, tw, m, stride); break;
@@ -295,12 +302,12 @@ bool real_fft_init(RealFft* plan, int32_t n) {
     return false;
   }
   if (even) {
-    plan->post_twiddles = static_cast<Complex*>(malloc(sizeof(Complex) * inner_n));
+    plan->post_twiddles = static_cast<Twiddle*>(malloc(sizeof(Twiddle) * inner_n));
     if (plan->post_twiddles == nullptr) {
       real_fft_free(plan);
       return false;
     }
-    for (int32_t k = 0; k < inner_n; ++k) plan->post_twiddles[k] = unit_root(k, n);
+    for (int32_t k = 0; k < inner_n; ++k) plan->post_twiddles[k] = twiddle(k, n);
   }
   return true;
 }
@@ -336,7 +343,7 @@ void real_fft_forward(const RealFft* plan, const double* input, Complex* output)
     const CV b = conj(load(z + h - k));
     const CV even_part = scale(add(a, b), 0.5);
     const CV odd_part = mul_neg_i(scale(sub(a, b), 0.5));
-    const CV turned = mul(odd_part, load(plan->post_twiddles + k));
+    const CV turned = mul(odd_part, load_tw(plan->post_twiddles + k));
     store(output + k, add(even_part, turned));
     if (2 * k < h) store(output + h - k, conj(sub(even_part, turned)));
   }

@@ -13,6 +13,14 @@ struct Complex {
   double im;
 };
 
+// A twiddle factor w stored as (re, re, -im, im): with SIMD, a * w is then two multiplies and an add.
+struct Twiddle {
+  double re;
+  double re_copy;
+  double neg_im;
+  double im;
+};
+
 constexpr int kMaxStages = 64;
 
 // Forward complex DFT of length n: X[k] = sum_j x[j] exp(-2 pi i j k / n).
@@ -21,7 +29,7 @@ struct ComplexFft {
   int32_t n_stages = 0;
   int32_t radix[kMaxStages] = {};
   int32_t twiddle_offset[kMaxStages] = {};
-  Complex* twiddles = nullptr;  // per stage: m * (radix - 1) factors
+  Twiddle* twiddles = nullptr;  // per stage: m * (radix - 1) factors
   Complex* work = nullptr;      // n points of scratch
 };
 
@@ -38,7 +46,7 @@ void complex_fft_forward(const ComplexFft* plan, Complex* data);
 struct RealFft {
   int32_t n = 0;
   ComplexFft inner;                 // n / 2 points (even n) or n points (odd n)
-  Complex* post_twiddles = nullptr;  // exp(-2 pi i k / n), k < n / 2 (even n only)
+  Twiddle* post_twiddles = nullptr;  // exp(-2 pi i k / n), k < n / 2 (even n only)
   Complex* scratch = nullptr;        // inner.n points
 };
 
