@@ -84,14 +84,17 @@ def _zig_env() -> dict[str, str]:
     return env
 
 
-def compile_wasm(dest: Path, *, source_dir: Path = SOURCE_DIR) -> Path:
-    """Run the compiler (always, no cache) and write the module to `dest` atomically."""
+def compile_wasm(dest: Path, *, source_dir: Path = SOURCE_DIR, flags: tuple[str, ...] = COMPILE_FLAGS) -> Path:
+    """Run the compiler (always, no cache) and write the module to `dest` atomically.
+
+    flags: compiler flags (tests build a variant without -msimd128 to check the scalar code path).
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     # Relative file names and a fixed working directory keep paths out of the output.
     names = [p.name for p in source_files(source_dir) if p.suffix == ".cpp"]
-    cmd = [sys.executable, "-m", "ziglang", "c++", *COMPILE_FLAGS, "-o", str(tmp), *names]
+    cmd = [sys.executable, "-m", "ziglang", "c++", *flags, "-o", str(tmp), *names]
     try:
         result = subprocess.run(cmd, cwd=source_dir, env=_zig_env(), capture_output=True, text=True,
                                 timeout=BUILD_TIMEOUT_S, check=False)

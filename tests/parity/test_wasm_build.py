@@ -3,13 +3,25 @@ and compiler errors reported with the compiler's words."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from birdlab.cli import main
-from birdlab.wasm import SOURCE_DIR, WasmBuildError, build_wasm, compile_wasm, default_wasm_path, source_hash
+from birdlab.wasm import (
+    COMPILE_FLAGS,
+    SOURCE_DIR,
+    WasmBuildError,
+    build_wasm,
+    compile_wasm,
+    default_wasm_path,
+    source_hash,
+)
+from edge_runtime.frontend import MelFrontend
+from edge_runtime.spec import FeatureSpec
 
 
 def _custom_sections(wasm: bytes) -> list[str]:
@@ -82,3 +94,18 @@ def test_compiler_errors_are_reported(tmp_path: Path) -> None:
     with pytest.raises(WasmBuildError, match=r"(?s)failed \(exit \d+\):.*abi\.cpp:\d+:\d+: error"):
         compile_wasm(tmp_path / "broken.wasm", source_dir=broken)
     assert not (tmp_path / "broken.wasm").exists()
+
+
+@pytest.mark.slow
+def test_scalar_build_is_bit_identical_to_simd(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The C++ has a scalar and a WebAssembly-SIMD path; both must give the same bits."""
+    scalar = compile_wasm(tmp_path / "scalar.wasm", flags=tuple(f for f in COMPILE_FLAGS if f != "-msimd128"))
+    assert scalar.read_bytes() != build_wasm().read_bytes()
+    specs = [FeatureSpec(), dataclasses.replace(FeatureSpec(), n_fft=960, win_length=900, hop_length=333, power=1.5,
+                                                 pad_mode="reflect", htk=True)]
+    samples = (0.3 * rng.standard_normal(40_000)).astype(np.float32)
+    for spec in specs:
+        with (MelFrontend.load(scalar, spec=spec, cache_dir=tmp_path) as plain,
+              MelFrontend.load(build_wasm(), spec=spec, cache_dir=tmp_path) as simd):
+            for clip in (samples, samples[:12_345], samples[:7]):
+                assert np.array_equal(plain.log_mel(clip).view(np.uint32), simd.log_mel(clip).view(np.uint32))
