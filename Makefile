@@ -6,7 +6,7 @@ STAMP := $(VENV)/.birdlab-installed
 export ZIG_GLOBAL_CACHE_DIR ?= $(HOME)/.cache/birdlab/zig
 export BIRDLAB_CACHE_DIR ?= $(HOME)/.cache/birdlab
 
-.PHONY: demo test lint lab clean-venv
+.PHONY: demo test lint lab clean-venv wasm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
+
+# melspec.wasm (cpp_melspec/) into the source-hash cache; the demo and the parity tests also build it when missing.
+wasm: $(STAMP)
+	$(BIN)/python -m birdlab wasm build
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
