@@ -122,7 +122,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, cac
         "per_class": per_class,
         "per_class_validation": per_class_val,
         "confusion": {"labels": [*codes, NOCALL], "matrix": confusion.tolist(),
-                      "note": "[i][j] = rows whose true set holds i and whose predicted set holds j"},
+                      "note": "rows true, columns predicted; hits on the diagonal, misses paired with wrong predictions or nocall (see birdlab.metrics.species_confusion)"},
     }
     (run_dir / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 

@@ -37,6 +37,8 @@ CROP_STEP_SECONDS = 0.1
 """Spacing of the candidate crop starts."""
 ENERGY_FLOOR = 1e-12
 """Added to window energies so silent windows keep a small chance."""
+CROP_SCHEME_VERSION = 2
+"""Part of the cache key of crops: bump it when the way crops are drawn changes."""
 
 
 def default_cache_root() -> Path:
@@ -66,7 +68,7 @@ class CropPlan:
 
     @property
     def key(self) -> str:
-        return f"crops-k{self.crops}-e{self.energy_exponent:g}-s{self.seed}"
+        return f"crops{CROP_SCHEME_VERSION}-k{self.crops}-e{self.energy_exponent:g}-s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,14 @@ def choose_crop_starts(samples: np.ndarray, *, clip_samples: int, step_samples: 
     return np.sort(candidates[chosen])
 
 
-def crop_features(samples: np.ndarray, *, spec: FeatureSpec, plan: CropPlan, file_hash: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features (k, n_mels, clip_frames), starts_s (k,)) of the training crops of one recording."""
-    rng = np.random.default_rng([plan.seed, int(file_hash[:12], 16)])
+def crop_features(samples: np.ndarray, *, spec: FeatureSpec, plan: CropPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(features (k, n_mels, clip_frames), starts_s (k,)) of the training crops of one recording.
+
+    The crops are drawn with a generator seeded by plan.seed and the decoded samples (not the
+    file bytes), so the same audio in another container (e.g. a new Ogg serial) gives the same crops.
+    """
+    samples_hash = hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()
+    rng = np.random.default_rng([plan.seed, int(samples_hash[:12], 16)])
     starts = choose_crop_starts(samples, clip_samples=spec.clip_samples,
                                 step_samples=max(1, int(round(CROP_STEP_SECONDS * spec.sample_rate_hz))),
                                 crops=plan.crops, energy_exponent=plan.energy_exponent, rng=rng)
@@ -165,7 +172,7 @@ class FeatureCache:
                 entry.unlink(missing_ok=True)  # a torn or foreign file: recompute it
         samples = load_audio(job.path, sample_rate_hz=self.spec.sample_rate_hz)
         if job.plan is not None:
-            features, starts_s = crop_features(samples, spec=self.spec, plan=job.plan, file_hash=file_hash)
+            features, starts_s = crop_features(samples, spec=self.spec, plan=job.plan)
         else:
             features, starts_s = window_features(samples, spec=self.spec)
         duration_s = samples.shape[0] / self.spec.sample_rate_hz

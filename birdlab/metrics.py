@@ -134,14 +134,29 @@ def macro_mean(per_class: dict[str, dict[str, float | int | None]], key: str) ->
 def species_confusion(targets: np.ndarray, probabilities: np.ndarray, *, threshold: float) -> np.ndarray:
     """Multi-label confusion counts, shape (n_species + 1, n_species + 1); the last index is 'nocall'.
 
-    Entry [i, j] counts rows whose true set holds i and whose predicted set holds j; the
-    diagonal counts hits, off-diagonal entries show which species are taken for which.
+    Rows are true labels, columns predicted ones. Per row of the data: each hit i adds
+    [i, i]; each missed species i is paired with each wrongly predicted species j ([i, j]),
+    or with 'nocall' when nothing wrong was predicted ([i, nocall]); a wrongly predicted
+    species j with nothing missed is a false alarm ([nocall, j]); nocall predicted on a
+    nocall row adds [nocall, nocall]. Two birds both found add nothing off the diagonal.
     """
     true = np.asarray(targets) > 0.5
     pred = np.asarray(probabilities) >= threshold
-    true_ext = np.concatenate([true, ~true.any(axis=1, keepdims=True)], axis=1).astype(np.int64)
-    pred_ext = np.concatenate([pred, ~pred.any(axis=1, keepdims=True)], axis=1).astype(np.int64)
-    return true_ext.T @ pred_ext
+    n_species = true.shape[1]
+    nocall = n_species
+    matrix = np.zeros((n_species + 1, n_species + 1), dtype=np.int64)
+    for t, p in zip(true, pred, strict=True):
+        hits, missed, extra = np.flatnonzero(t & p), np.flatnonzero(t & ~p), np.flatnonzero(~t & p)
+        matrix[hits, hits] += 1
+        if missed.size and extra.size:
+            matrix[np.ix_(missed, extra)] += 1
+        elif missed.size:
+            matrix[missed, nocall] += 1
+        elif extra.size:
+            matrix[nocall, extra] += 1
+        elif not t.any():
+            matrix[nocall, nocall] += 1
+    return matrix
 
 
 def _finite_or_none(value: float) -> float | None:

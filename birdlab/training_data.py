@@ -9,7 +9,6 @@ It is written to the run directory as split.json so `evaluate` rebuilds the same
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,8 +271,3 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
                         test_rows=test_rows, noise_bank=np.concatenate([nocall, noise]).astype(np.float32),
                         skipped=skipped)
 
-
-def species_counts(clips: LabelledClips, species: tuple[Species, ...]) -> dict[str, int]:
-    """Clips per species (by truth), for the run summary."""
-    counts = Counter({s.ebird_code: int(n) for s, n in zip(species, clips.truth.sum(axis=0), strict=True)})
-    return dict(counts)

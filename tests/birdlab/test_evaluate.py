@@ -93,3 +93,22 @@ def test_per_class_figures_and_confusion() -> None:
     confusion = species_confusion(targets, probabilities, threshold=0.5)
     # rows: true a, b, nocall; columns: predicted a, b, nocall
     np.testing.assert_array_equal(confusion, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_confusion_separates_hits_misses_and_false_alarms() -> None:
+    codes = ["a", "b", "c"]
+    rows = [({"a", "b"}, {"a", "b"}),  # both found: diagonal only
+            ({"a"}, set()),  # missed, nothing else predicted: [a, nocall]
+            (set(), {"c"}),  # false alarm on a nocall row: [nocall, c]
+            ({"a", "b"}, {"a", "c"}),  # a found, b taken for c
+            (set(), set())]  # nocall found
+    targets = np.array([[c in t for c in codes] for t, _ in rows], dtype=float)
+    probabilities = np.array([[0.9 if c in p else 0.1 for c in codes] for _, p in rows])
+    expected = np.zeros((4, 4), int)
+    expected[0, 0] = 2
+    expected[1, 1] = 1
+    expected[0, 3] = 1
+    expected[3, 2] = 1
+    expected[1, 2] = 1
+    expected[3, 3] = 1
+    np.testing.assert_array_equal(species_confusion(targets, probabilities, threshold=0.5), expected)

@@ -98,3 +98,16 @@ def test_parallel_equals_serial_and_reports_bad_audio(tmp_path: Path, rng: np.ra
     for a, b in zip(parallel[:-1], serial[:-1], strict=True):
         np.testing.assert_array_equal(a.features, b.features)
         np.testing.assert_array_equal(a.starts_s, b.starts_s)
+
+
+def test_same_audio_in_another_container_gives_the_same_crops(tmp_path: Path, rng: np.random.Generator) -> None:
+    samples = np.round(_burst_recording(rng, seconds=9.0) * 32767) / 32768  # exact in 16-bit PCM
+    wav, flac = tmp_path / "a.wav", tmp_path / "a.flac"
+    soundfile.write(wav, samples, RATE, subtype="PCM_16")
+    soundfile.write(flac, samples, RATE, subtype="PCM_16")
+    cache = FeatureCache(spec=SPEC, root=tmp_path / "cache")
+    plan = CropPlan(crops=3, energy_exponent=1.0, seed=5)
+    from_wav, from_flac = cache.load(FeatureJob(wav, plan)), cache.load(FeatureJob(flac, plan))
+    assert len(list(cache.directory.glob("*.npz"))) == 2  # two files, two cache entries
+    np.testing.assert_array_equal(from_wav.starts_s, from_flac.starts_s)
+    np.testing.assert_array_equal(from_wav.features, from_flac.features)
