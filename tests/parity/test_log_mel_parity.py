@@ -24,6 +24,7 @@ SPECS = {
     "reflect": dataclasses.replace(BASE, pad_mode="reflect"),
     "reflect_nfft512_hop256": dataclasses.replace(BASE, pad_mode="reflect", n_fft=512, win_length=512,
                                                   hop_length=256, n_mels=40),
+    "reflect_hop700_above_half_n_fft": dataclasses.replace(BASE, pad_mode="reflect", hop_length=700),
     "sr16k_nfft400_win320": dataclasses.replace(BASE, sample_rate_hz=16000, n_fft=400, win_length=320,
                                                 hop_length=160, n_mels=40, fmin_hz=0.0, fmax_hz=8000.0),
     "odd_nfft375_htk": dataclasses.replace(BASE, sample_rate_hz=16000, n_fft=375, win_length=375, hop_length=125,
