@@ -54,10 +54,15 @@ def row_f1_from_arrays(targets: np.ndarray, probabilities: np.ndarray, *, thresh
 
 def choose_threshold(targets: np.ndarray, probabilities: np.ndarray,
                      *, grid: Sequence[float] = THRESHOLD_GRID) -> tuple[float, float]:
-    """(threshold, row-wise F1) maximising the row-wise F1; the smallest threshold wins ties."""
-    scores = [row_f1_from_arrays(targets, probabilities, threshold=t) for t in grid]
-    best = int(np.argmax(scores))
-    return float(grid[best]), float(scores[best])
+    """(threshold, row-wise F1) maximising the row-wise F1 over `grid`.
+
+    On few rows the score is flat over a range of thresholds; the median of the best
+    thresholds is taken, away from the edges of that range.
+    """
+    scores = np.array([row_f1_from_arrays(targets, probabilities, threshold=t) for t in grid])
+    best = np.flatnonzero(scores == scores.max())
+    pick = int(best[(best.size - 1) // 2])
+    return float(grid[pick]), float(scores[pick])
 
 
 def average_precision(targets: np.ndarray, scores: np.ndarray) -> float:

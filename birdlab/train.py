@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -254,7 +255,9 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
     strategy = select_strategy(config.strategy)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    for stale in ("checkpoints", "tensorboard", "plots"):  # a re-used run directory starts clean
+        shutil.rmtree(run_dir / stale, ignore_errors=True)
+    (run_dir / "checkpoints").mkdir()
     (run_dir / "config.json").write_text(config.to_json(), encoding="utf-8")
     spec.save(run_dir)
     write_labels(run_dir / LABELS_FILENAME, data.species)
