@@ -99,6 +99,17 @@ def time_budget_callback(max_seconds: float) -> keras.callbacks.Callback:
     return TimeBudget()
 
 
+def resolve_strategy_name(name: str = "auto") -> str:
+    """'auto' -> 'multi_worker' when TF_CONFIG is set, 'mirrored' with more than one GPU, else 'default'."""
+    if name != "auto":
+        return name
+    if os.environ.get("TF_CONFIG"):
+        return "multi_worker"
+    import tensorflow as tf
+
+    return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+
+
 def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """The tf.distribute strategy for `name` (see TrainConfig.strategy).
 
@@ -108,13 +119,7 @@ def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     import tensorflow as tf
 
-    if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
+    name = resolve_strategy_name(name)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -314,6 +319,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
         "data_dir": str(data_dir.resolve()),
         "spec_hash": spec.spec_hash,
         "strategy": type(strategy).__name__,
+        "strategy_kind": resolve_strategy_name(config.strategy),
         "replicas": int(strategy.num_replicas_in_sync),
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
