@@ -27,7 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, decode_pcm, load_audio
+from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, decode_pcm
+from edge_runtime.file_stream import open_audio_stream
 
 log = logging.getLogger("edge_runtime.sources")
 
@@ -110,6 +111,9 @@ def file_identity(path: Path) -> str:
 def file_item(path: Path, *, source: str, sample_rate_hz: int, on_done: Callable[[bool], None] | None = None) -> AudioItem:
     """An AudioItem for one file; decoding (and AudioError) happens when read_chunks() is called.
 
+    Files at the model's rate are decoded in blocks (bounded memory; a fault found mid-file fails
+    the file after its earlier windows were analysed); others are loaded and resampled whole.
+
     start_utc is the file's modification time minus its duration once decoded; until then
     the modification time (recorders write the file as they record, so mtime marks the end).
     """
@@ -123,9 +127,9 @@ def file_item(path: Path, *, source: str, sample_rate_hz: int, on_done: Callable
 
     def read() -> Iterator[np.ndarray]:
         item.identity = file_identity(path)
-        samples = load_audio(path, sample_rate_hz=sample_rate_hz)
-        item.start_utc = mtime - timedelta(seconds=samples.size / sample_rate_hz)
-        yield samples
+        stream = open_audio_stream(path, sample_rate_hz=sample_rate_hz)
+        item.start_utc = mtime - timedelta(seconds=stream.n_samples / sample_rate_hz)
+        yield from stream.blocks
 
     item.read_chunks = read
     return item
