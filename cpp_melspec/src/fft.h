@@ -13,6 +13,12 @@ struct Complex {
   double im;
 };
 
+// One point of two transforms computed side by side (lane i = transform i).
+struct Complex2 {
+  double re[2];
+  double im[2];
+};
+
 // A twiddle factor w stored as (re, re, -im, im): with SIMD, a * w is then two multiplies and an add.
 struct Twiddle {
   double re;
@@ -31,6 +37,7 @@ struct ComplexFft {
   int32_t twiddle_offset[kMaxStages] = {};
   Twiddle* twiddles = nullptr;  // per stage: m * (radix - 1) factors
   Complex* work = nullptr;      // n points of scratch
+  Complex2* work2 = nullptr;    // n points of scratch for two transforms at once
 };
 
 // True when n >= 1 has no prime factor other than 2, 3 and 5.
@@ -48,6 +55,7 @@ struct RealFft {
   ComplexFft inner;                 // n / 2 points (even n) or n points (odd n)
   Twiddle* post_twiddles = nullptr;  // exp(-2 pi i k / n), k < n / 2 (even n only)
   Complex* scratch = nullptr;        // inner.n points
+  Complex2* scratch2 = nullptr;      // inner.n points of two transforms
 };
 
 bool real_fft_init(RealFft* plan, int32_t n);
@@ -57,6 +65,12 @@ void real_fft_forward(const RealFft* plan, const double* input, Complex* output)
 // For even n: the plan's scratch as n doubles. Input written there is transformed without a copy (and
 // overwritten). nullptr for odd n.
 double* real_fft_scratch(const RealFft* plan);
+
+// Two real FFTs at once (even n only): write the two inputs into real_fft_scratch2 as point k =
+// (x[2k] + i x[2k+1]) in lane 0 and lane 1, then real_fft_forward2 puts the n / 2 + 1 bins of both
+// into output. Same results, bit for bit, as two calls of real_fft_forward. nullptr for odd n.
+Complex2* real_fft_scratch2(const RealFft* plan);
+void real_fft_forward2(const RealFft* plan, Complex2* output);
 
 }  // namespace melspec
 

@@ -25,7 +25,8 @@ struct MelSpec {
   double* window = nullptr;    // n_fft, periodic Hann of win_length centred in n_fft
   double* frame = nullptr;     // n_fft (windowed frame): the FFT's own scratch for even n_fft
   bool frame_owned = false;
-  Complex* bins = nullptr;     // kBatch x n_bins: the spectra of a batch of frames
+  Complex2* bins = nullptr;    // kBatch / 2 x n_bins: the spectra of a batch of frames, two per point
+  Complex* single = nullptr;   // n_bins: one spectrum (odd n_fft, and the FFT check)
   double* power = nullptr;     // n_bins x kBatch: float32 power values of a batch, bin-major
   const float** frame_starts = nullptr;  // n_frames pointers to the first sample of each frame
   int64_t frame_starts_capacity = 0;
@@ -90,24 +91,47 @@ bool reserve(float** buffer, int64_t* capacity, int64_t needed) {
   return true;
 }
 
-// Spectrum of one frame into `bins` (n_bins points): float64 window * float32 samples, real FFT.
-void frame_spectrum(MelSpec* p, const float* samples, Complex* bins) {
+// Spectra of two frames into `bins` (n_bins points; frame i in lane i): float64 window * float32
+// samples, real FFT. Even n_fft transforms both at once; odd n_fft one after the other.
+void frame_pair_spectrum(MelSpec* p, const float* a, const float* b, Complex2* bins) {
   const int32_t n_fft = p->config.n_fft;
+  const double* w = p->window;
+  Complex2* z = real_fft_scratch2(&p->fft);
+  if (z == nullptr) {
+    const float* frames[2] = {a, b};
+    for (int i = 0; i < 2; ++i) {
+      for (int32_t j = 0; j < n_fft; ++j) p->frame[j] = w[j] * static_cast<double>(frames[i][j]);
+      real_fft_forward(&p->fft, p->frame, p->single);
+      for (int32_t k = 0; k < p->n_bins; ++k) {
+        bins[k].re[i] = p->single[k].re;
+        bins[k].im[i] = p->single[k].im;
+      }
+    }
+    return;
+  }
+  // point k of the packed real FFT: x[2k] + i x[2k+1], frame a in lane 0 and frame b in lane 1
   int32_t j = 0;
 #if defined(__wasm_simd128__)
-  for (; j + 8 <= n_fft; j += 8) {
-    for (int32_t u = 0; u < 8; u += 4) {
-      const v128_t x = wasm_v128_load(samples + j + u);
-      const v128_t x_high = wasm_i32x4_shuffle(x, x, 2, 3, 2, 3);
-      double* out = p->frame + j + u;
-      const double* w = p->window + j + u;
-      wasm_v128_store(out, wasm_f64x2_mul(wasm_v128_load(w), wasm_f64x2_promote_low_f32x4(x)));
-      wasm_v128_store(out + 2, wasm_f64x2_mul(wasm_v128_load(w + 2), wasm_f64x2_promote_low_f32x4(x_high)));
-    }
+  for (; j + 4 <= n_fft; j += 4) {
+    const v128_t ab = wasm_i32x4_shuffle(wasm_v128_load(a + j), wasm_v128_load(b + j), 0, 4, 1, 5);  // a0 b0 a1 b1
+    const v128_t cd = wasm_i32x4_shuffle(wasm_v128_load(a + j), wasm_v128_load(b + j), 2, 6, 3, 7);  // a2 b2 a3 b3
+    Complex2* out = z + j / 2;
+    wasm_v128_store(out[0].re, wasm_f64x2_mul(wasm_f64x2_splat(w[j]), wasm_f64x2_promote_low_f32x4(ab)));
+    wasm_v128_store(out[0].im, wasm_f64x2_mul(wasm_f64x2_splat(w[j + 1]),
+                                              wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(ab, ab, 2, 3, 2, 3))));
+    wasm_v128_store(out[1].re, wasm_f64x2_mul(wasm_f64x2_splat(w[j + 2]), wasm_f64x2_promote_low_f32x4(cd)));
+    wasm_v128_store(out[1].im, wasm_f64x2_mul(wasm_f64x2_splat(w[j + 3]),
+                                              wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(cd, cd, 2, 3, 2, 3))));
   }
 #endif
-  for (; j < n_fft; ++j) p->frame[j] = p->window[j] * static_cast<double>(samples[j]);
-  real_fft_forward(&p->fft, p->frame, bins);
+  for (; j < n_fft; j += 2) {
+    Complex2* out = z + j / 2;
+    out->re[0] = w[j] * static_cast<double>(a[j]);
+    out->re[1] = w[j] * static_cast<double>(b[j]);
+    out->im[0] = w[j + 1] * static_cast<double>(a[j + 1]);
+    out->im[1] = w[j + 1] * static_cast<double>(b[j + 1]);
+  }
+  real_fft_forward2(&p->fft, bins);
 }
 
 // Power spectra of kBatch frames (spectra in p->bins) into p->power, bin-major: power[k * kBatch + i],
@@ -115,16 +139,21 @@ void frame_spectrum(MelSpec* p, const float* samples, Complex* bins) {
 void batch_power(MelSpec* p) {
   const int32_t n_bins = p->n_bins;
   const double exponent = p->config.power;
-  const Complex* bins = p->bins;
+  const Complex2* bins = p->bins;
   double* power = p->power;
+  const int32_t used_bins = p->filterbank.used_bins;
 #if defined(__wasm_simd128__)
   static_assert(kBatch % 4 == 0, "the SIMD path handles groups of four frames");
-  const int32_t used_bins = p->filterbank.used_bins;
   for (int32_t k = 0; k < used_bins; ++k) {
     for (int32_t g = 0; g < kBatch; g += 4) {
-      const Complex* c = bins + g * n_bins + k;
-      v128_t magnitude = numpy_cabsf4(wasm_v128_load(c), wasm_v128_load(c + n_bins), wasm_v128_load(c + 2 * n_bins),
-                                      wasm_v128_load(c + 3 * n_bins));
+      const Complex2* c0 = bins + (g / 2) * n_bins + k;  // frames g, g + 1
+      const Complex2* c1 = c0 + n_bins;                  // frames g + 2, g + 3
+      // complex128 -> complex64
+      const v128_t re = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(wasm_v128_load(c0->re)),
+                                           wasm_f32x4_demote_f64x2_zero(wasm_v128_load(c1->re)), 0, 1, 4, 5);
+      const v128_t im = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(wasm_v128_load(c0->im)),
+                                           wasm_f32x4_demote_f64x2_zero(wasm_v128_load(c1->im)), 0, 1, 4, 5);
+      const v128_t magnitude = numpy_cabsf4(re, im);
       v128_t value;
       if (exponent == 2.0) {
         value = wasm_f32x4_mul(magnitude, magnitude);
@@ -140,10 +169,10 @@ void batch_power(MelSpec* p) {
     }
   }
 #else
-  for (int32_t k = 0; k < p->filterbank.used_bins; ++k) {
+  for (int32_t k = 0; k < used_bins; ++k) {
     for (int32_t i = 0; i < kBatch; ++i) {
-      const Complex c = bins[i * n_bins + k];
-      const float magnitude = numpy_cabsf(static_cast<float>(c.re), static_cast<float>(c.im));
+      const Complex2& c = bins[(i / 2) * n_bins + k];
+      const float magnitude = numpy_cabsf(static_cast<float>(c.re[i % 2]), static_cast<float>(c.im[i % 2]));
       power[k * kBatch + i] = apply_power(magnitude, exponent);
     }
   }
@@ -200,8 +229,12 @@ void batch_mel(MelSpec* p, int64_t t, int32_t count, int64_t n_frames) {
 // Frames t .. t + count - 1 (count <= kBatch): spectra, power, mel sums.
 void process_frames(MelSpec* p, int64_t t, int32_t count, int64_t n_frames) {
   const int32_t n_bins = p->n_bins;
-  for (int32_t i = 0; i < count; ++i) frame_spectrum(p, p->frame_starts[t + i], p->bins + i * n_bins);
-  if (count < kBatch) memset(p->bins + count * n_bins, 0, sizeof(Complex) * n_bins * (kBatch - count));
+  for (int32_t i = 0; i < kBatch; i += 2) {
+    // a short last batch repeats its first frame in the unused lanes (their results are dropped)
+    const float* a = p->frame_starts[t + (i < count ? i : 0)];
+    const float* b = p->frame_starts[t + (i + 1 < count ? i + 1 : 0)];
+    frame_pair_spectrum(p, a, b, p->bins + (i / 2) * n_bins);
+  }
   batch_power(p);
   batch_mel(p, t, count, n_frames);
 }
@@ -294,9 +327,10 @@ int32_t melspec_plan_create(const MelSpecConfig* config, MelSpec** out, char* er
       p->frame_owned = true;
     }
     p->fft_check = static_cast<double*>(calloc(config->n_fft + 2, sizeof(double)));
-    p->bins = static_cast<Complex*>(malloc(sizeof(Complex) * p->n_bins * kBatch));
+    p->bins = static_cast<Complex2*>(malloc(sizeof(Complex2) * p->n_bins * (kBatch / 2)));
+    p->single = static_cast<Complex*>(malloc(sizeof(Complex) * p->n_bins));
     p->power = static_cast<double*>(malloc(sizeof(double) * p->n_bins * kBatch));
-    ok = p->frame && p->fft_check && p->bins && p->power &&
+    ok = p->frame && p->fft_check && p->bins && p->single && p->power &&
          mel_filterbank_init(&p->filterbank, config->sample_rate_hz, config->n_fft, config->n_mels, config->fmin_hz,
                              config->fmax_hz, config->htk != 0, config->mel_norm == 1);
   }
@@ -316,6 +350,7 @@ void melspec_plan_destroy(MelSpec* p) {
   free(p->window);
   if (p->frame_owned) free(p->frame);
   free(p->bins);
+  free(p->single);
   free(p->power);
   free(p->frame_starts);
   free(p->fft_check);
@@ -337,10 +372,10 @@ float* melspec_plan_output(MelSpec* p) { return p->output; }
 double* melspec_plan_fft_buffer(MelSpec* p) { return p->fft_check; }
 
 void melspec_plan_rfft(MelSpec* p) {
-  real_fft_forward(&p->fft, p->fft_check, p->bins);
+  real_fft_forward(&p->fft, p->fft_check, p->single);
   for (int32_t k = 0; k < p->n_bins; ++k) {
-    p->fft_check[2 * k] = p->bins[k].re;
-    p->fft_check[2 * k + 1] = p->bins[k].im;
+    p->fft_check[2 * k] = p->single[k].re;
+    p->fft_check[2 * k + 1] = p->single[k].im;
   }
 }
 

@@ -47,13 +47,11 @@ inline float apply_power(float magnitude, double power) {
 }
 
 #if defined(__wasm_simd128__)
-// numpy_cabsf on four points at once (lane i = frame i), with the same roundings.
-inline v128_t numpy_cabsf4(v128_t c0, v128_t c1, v128_t c2, v128_t c3) {
-  // complex128 -> complex64, then split into re and im lanes
-  const v128_t d01 = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(c0), wasm_f32x4_demote_f64x2_zero(c1), 0, 1, 4, 5);
-  const v128_t d23 = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(c2), wasm_f32x4_demote_f64x2_zero(c3), 0, 1, 4, 5);
-  const v128_t a = wasm_f32x4_abs(wasm_i32x4_shuffle(d01, d23, 0, 2, 4, 6));
-  const v128_t b = wasm_f32x4_abs(wasm_i32x4_shuffle(d01, d23, 1, 3, 5, 7));
+// numpy_cabsf on four points at once, given as float32 real and imaginary parts (lane i = point i),
+// with the same roundings.
+inline v128_t numpy_cabsf4(v128_t re, v128_t im) {
+  const v128_t a = wasm_f32x4_abs(re);
+  const v128_t b = wasm_f32x4_abs(im);
   const v128_t larger = wasm_f32x4_pmax(a, b);
   const v128_t smaller = wasm_f32x4_pmin(a, b);
   const v128_t is_zero = wasm_f32x4_eq(larger, wasm_f32x4_splat(0.0f));
