@@ -159,7 +159,7 @@ def tar_bundle(bundle_dir: Path, archive: Path) -> Path:
 
 
 def write_wav(path: Path, samples: np.ndarray, *, sample_rate_hz: int, subtype: str = "PCM_16") -> Path:
-    """samples: float32 (n,) or (n, channels) -> WAV via soundfile (PCM_16, PCM_32, FLOAT ...)."""
+    """samples: float32 (n,) or (n, channels) -> an audio file via soundfile; the suffix picks the format."""
     import soundfile
 
     soundfile.write(str(path), samples, sample_rate_hz, subtype=subtype)

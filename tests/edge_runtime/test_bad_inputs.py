@@ -104,6 +104,8 @@ def _make_inputs(directory: Path, rng: np.random.Generator) -> tuple[dict[str, i
     good["long_silence.wav"] = None
     write_wav(directory / "vorbis.ogg", _tone(3, rate=RATE), sample_rate_hz=RATE, subtype="VORBIS")
     good["vorbis.ogg"] = 3
+    write_wav(directory / "layer3.mp3", _tone(0, rate=RATE), sample_rate_hz=RATE, subtype="MPEG_LAYER_III")
+    good["layer3.mp3"] = 0
 
     bad = {}
     _write_truncated_wav(directory / "truncated.wav")
