@@ -78,3 +78,29 @@ def test_source_imports_only_allowed_packages() -> None:
                 if top in ("__future__", "edge_runtime") or top in stdlib:
                     continue
                 assert top in ALLOWED_THIRD_PARTY, f"{path.name}, line {node.lineno}: imports {name!r}"
+
+
+def test_a_whole_run_imports_no_heavy_package(tmp_path_factory, tmp_path: Path) -> None:
+    """`python -X importtime -m edge_runtime run` over a file: every module the run imported is listed on stderr."""
+    import os
+
+    from edge_bundle_factory import session_bundle, tone_sequence, write_wav
+
+    from edge_runtime.spec import FeatureSpec
+
+    bundle_dir = session_bundle(tmp_path_factory)
+    spec = FeatureSpec()
+    write_wav(tmp_path / "a.wav", tone_sequence([0, 1], spec=spec), sample_rate_hz=spec.sample_rate_hz)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_RUNTIME_")}
+    env["EDGE_RUNTIME_CACHE_DIR"] = str(tmp_path / "cache")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
+         "--source", f"file:{tmp_path / 'a.wav'}", "--sink", f"jsonl:{tmp_path / 'out.jsonl'}",
+         "--outbox", str(tmp_path / "outbox.sqlite")],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "edge_runtime.pipeline" in imported and "wasmtime" in imported, "importtime output was parsed"
+    heavy = sorted(m for m in imported if m.split(".")[0] in FORBIDDEN)
+    assert heavy == [], f"a run imported {heavy}"
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
