@@ -13,9 +13,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -29,7 +29,7 @@ from edge_runtime.settings import EdgeSettings
 from edge_runtime.sources import AudioItem, DoneFiles, SourceError, SourceSpec, items_of, parse_source
 from edge_runtime.spec import FeatureSpec
 from edge_runtime.status import RunStatus, StatusWriter
-from edge_runtime.windows import Window, sliding_windows, step_samples_for
+from edge_runtime.windows import SlidingWindows, Window, sliding_windows, step_samples_for
 
 log = logging.getLogger("edge_runtime.pipeline")
 
@@ -124,13 +124,16 @@ class WindowAnalyzer:
 
 
 def make_detections(picks: Iterable[tuple[Label, float]], *, item: AudioItem, window: Window, bundle: Bundle,
-                    device_id: str) -> list[Detection]:
-    """Detection objects for the picks of one window (stable ids: a re-processed window gives the same ids)."""
+                    device_id: str, start_utc: datetime | None = None) -> list[Detection]:
+    """Detection objects for the picks of one window (stable ids: a re-processed window gives the same ids).
+
+    start_utc: the window's wall-clock start when measured (live capture); default item.start_utc + offset.
+    """
     rate = bundle.spec.sample_rate_hz
     offset_start = window.start_sample / rate
     offset_end = (window.start_sample + window.valid_samples) / rate
-    start = item.start_utc + timedelta(seconds=offset_start)
-    end = item.start_utc + timedelta(seconds=offset_end)
+    start = start_utc if start_utc is not None else item.start_utc + timedelta(seconds=offset_start)
+    end = start + timedelta(seconds=offset_end - offset_start)
     window_key = f"{item.identity}@{window.start_sample}"
     return [
         Detection(
@@ -161,6 +164,8 @@ def make_detections(picks: Iterable[tuple[Label, float]], *, item: AudioItem, wi
 class _WindowEvent:
     item: AudioItem
     window: Window
+    start_utc: datetime | None = None
+    """Wall-clock time of the window's first sample for live sources read in real time (else None)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,30 @@ def _put(events: queue.Queue, event: Any, stop: threading.Event) -> bool:
     return False
 
 
+def timed_windows(item: AudioItem, *, clip_samples: int, step_samples: int,
+                   rate_hz: int) -> Iterator[tuple[Window, datetime | None]]:
+    """The item's windows; for a real-time source each with the wall-clock time of its first sample.
+
+    A chunk of a live capture arrives when its last sample was recorded, so sample s of the stream
+    was recorded at arrival - (samples so far - s) / rate. Anchoring every window to the arrival
+    of its chunks keeps timestamps on the system clock over months, whatever the sound card's drift.
+    """
+    if not item.realtime:
+        yield from ((w, None) for w in sliding_windows(item.read_chunks(), clip_samples=clip_samples,
+                                                       step_samples=step_samples))
+        return
+    windower = SlidingWindows(clip_samples=clip_samples, step_samples=step_samples)
+    received = 0
+    for chunk in item.read_chunks():
+        arrival = datetime.now(UTC)
+        received += chunk.size
+        for w in windower.push(chunk):
+            yield w, arrival - timedelta(seconds=(received - w.start_sample) / rate_hz)
+    arrival = datetime.now(UTC)
+    for w in windower.finish():
+        yield w, arrival - timedelta(seconds=(received - w.start_sample) / rate_hz)
+
+
 def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, settings: EdgeSettings,
              bundle: Bundle, done: DoneFiles | None, stdin_stream: BinaryIO | None) -> None:
     """Producer thread of one source: items -> windows -> events."""
@@ -200,8 +229,8 @@ def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, se
         for item in items:
             error: Exception | None = None
             try:
-                for window in sliding_windows(item.read_chunks(), clip_samples=clip, step_samples=step):
-                    if not _put(events, _WindowEvent(item, window), stop):
+                for window, start_utc in timed_windows(item, clip_samples=clip, step_samples=step, rate_hz=rate):
+                    if not _put(events, _WindowEvent(item, window, start_utc), stop):
                         return
             except (AudioError, SourceError, OSError) as exc:
                 error = exc
@@ -300,7 +329,7 @@ class Pipeline:
                         f"failed ({type(exc).__name__}: {exc})")
             return False
         detections = make_detections(policy.select(probabilities, self.bundle.labels), item=item, window=window,
-                                     bundle=self.bundle, device_id=device_id)
+                                     bundle=self.bundle, device_id=device_id, start_utc=event.start_utc)
         if detections:
             self.outbox.add(detections)
             if self.after_commit is not None:

@@ -90,6 +90,8 @@ class AudioItem:
     """The file, for file and dir items."""
     on_done: Callable[[bool], None] | None = None
     """Called with ok=True/False once the item's detections are committed (dir: marks the file done)."""
+    realtime: bool = False
+    """True for a capture that delivers audio as it is recorded (mic): windows are timed by arrival."""
 
     @property
     def is_file(self) -> bool:
@@ -230,7 +232,7 @@ def mic_item(*, device: str, program: str, rate_hz: int, out_rate_hz: int, stop:
                                   f"{message[-1] if message else 'no message'}")
 
     return AudioItem(source="mic" + (f":{device}" if device else ""), start_utc=start, identity=start.isoformat(),
-                     read_chunks=read)
+                     read_chunks=read, realtime=True)
 
 
 class DoneFiles:

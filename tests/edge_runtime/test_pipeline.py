@@ -31,6 +31,9 @@ TONE_MIN_CONFIDENCE = 0.9
 """A window holding tone k gives label k at least this (the logit there is about +5)."""
 SILENT_MAX_CONFIDENCE = 0.1
 """Labels whose tone is absent stay below this."""
+LIVE_TIMING_TOLERANCE_S = 0.1
+"""Window times of a live capture match the true recording time this closely (one chunk at the nominal
+rate, 0.03 s here, plus scheduling jitter)."""
 
 LABELS = tuple(Label(i, code, f"Sci {code}", f"Common {code}") for i, code in enumerate(["aaa", "bbb", "ccc", "ddd"]))
 
@@ -213,3 +216,30 @@ def test_interpreter_is_chosen_at_run_time(bundle_dir: Path) -> None:
         assert "tried ai_edge_litert" in out and "tflite_runtime" in out and "pip install ai-edge-litert" in out
     else:
         assert out.strip() == "tflite_runtime"
+
+
+def test_live_windows_are_timed_by_arrival_so_a_drifting_sound_card_does_not_drift_the_clock() -> None:
+    """A capture whose clock runs 5 % fast: 105 samples arrive every 0.1 s at a nominal 1000 Hz. The window
+    times follow the wall clock (when the samples were really recorded), not the nominal sample count."""
+    import time
+
+    from edge_runtime.pipeline import timed_windows
+
+    rate, chunk, period_s, n_chunks = 1000, 105, 0.1, 50
+    started = datetime.now(UTC)
+
+    def capture():
+        for i in range(n_chunks):
+            time.sleep(max(0.0, (started + timedelta(seconds=(i + 1) * period_s) - datetime.now(UTC)).total_seconds()))
+            yield np.zeros(chunk, np.float32)
+
+    item = AudioItem(source="mic", start_utc=started, identity="s", read_chunks=capture, realtime=True)
+    timed = list(timed_windows(item, clip_samples=500, step_samples=500, rate_hz=rate))
+    assert len(timed) == 11  # 5250 samples: 10 full windows and a padded tail
+    for window, start_utc in timed[:-1]:
+        true_start = started + timedelta(seconds=window.start_sample / chunk * period_s)
+        assert abs((start_utc - true_start).total_seconds()) < LIVE_TIMING_TOLERANCE_S
+    nominal = started + timedelta(seconds=timed[9][0].start_sample / rate)
+    assert (nominal - timed[9][1]).total_seconds() > 0.15, "the nominal clock would be 0.21 s late by window 9"
+    offline = dataclasses.replace(item, realtime=False)
+    assert all(t is None for _, t in timed_windows(offline, clip_samples=500, step_samples=500, rate_hz=rate))
