@@ -201,3 +201,33 @@ def test_time_budget_stops_after_the_epoch_that_would_overrun(rng: np.random.Gen
     generous = time_budget_callback(3600.0)
     assert len(model.fit(x, y, epochs=3, verbose=0, callbacks=[generous]).history["loss"]) == 3
     assert not generous.stopped
+
+
+@pytest.mark.slow
+def test_without_test_soundscapes_the_score_is_on_validation_and_says_so(quick_runs: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    import shutil
+
+    from birdlab.evaluate import evaluate_run
+    from birdlab.feature_cache import FeatureCache
+    from birdlab.train import load_run_inputs
+    from birdlab.training_data import LabelledClips, Split, prepare_training_data
+
+    run = Path(shutil.copytree(quick_runs["a"], tmp_path / "run"))
+    config, spec, species, _ = load_run_inputs(run)
+    data = prepare_training_data(data_dir=quick_runs["data"], config=config, spec=spec,
+                                 cache=FeatureCache(spec=spec, root=quick_runs["cache"]),
+                                 split=Split.load(run / "split.json"), species=species, include_train=False,
+                                 progress=False)
+    data.test_rows = LabelledClips.empty(spec=spec, n_species=len(species))
+    metrics = evaluate_run(run, data=data, progress=False)
+    assert metrics["evaluated_on"] == "validation (no test soundscape)" and metrics["test"] is None
+    assert metrics["row_wise_micro_f1"] == metrics["validation"]["row_wise_micro_f1"]
+
+
+def test_cli_reports_a_missing_dataset_without_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "birdlab", "train", "--config", "tiny", "--data",
+                           str(tmp_path / "absent"), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "train_metadata.csv" in proc.stderr and "Traceback" not in proc.stderr
