@@ -382,7 +382,8 @@ def check_bundle(path: str | Path, *, interpreter: str = "auto", num_threads: in
                              output_shape=model.output_info.shape)
     frontend = None
     try:
-        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, timeout_s=frontend_timeout_seconds)
+        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
+                                    timeout_s=frontend_timeout_seconds)
         items.append(CheckItem("wasm ABI", True, f"{WASM_FILENAME} ABI version {frontend.abi_version}"))
     except Exception as exc:  # noqa: BLE001 - any failure to instantiate the module is reported as a failed check
         items.append(CheckItem("wasm ABI", False, f"{WASM_FILENAME}: {exc}"))
