@@ -114,6 +114,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, cac
         "threshold_chosen_on": chosen_on,
         "test": _set_summary(test.truth, test_probabilities, threshold=threshold) if len(test) else None,
         "validation": _set_summary(validation.truth, val_probabilities, threshold=threshold) if len(validation) else None,
+        "validation_soundscape_rows": _set_summary(data.validation_rows.truth, val_probabilities[len(data.validation):],
+                                                   threshold=threshold) if n_val_rows else None,
         "test_soundscapes": list(data.split.test_soundscapes),
         "macro_ap": macro_mean(per_class, "ap"),
         "macro_auroc": macro_mean(per_class, "auroc"),
