@@ -4,12 +4,12 @@ Layout: <root>/<spec_hash>/feature_spec.json and one .npz per audio file and job
 by the sha256 of the file's bytes (not its path), so a renamed file hits the cache, an
 edited file misses it, and a changed FeatureSpec writes to another directory:
 
-    <root>/<spec_hash>/<content_hash>.crops-k<crops>-e<exponent>-s<seed>.npz  (train_short_audio)
+    <root>/<spec_hash>/<content_hash>.crops2-k<crops>-e<exponent>-s<seed>.npz  (train_short_audio)
     <root>/<spec_hash>/<content_hash>.windows.npz                              (soundscapes)
 
 Training crops are drawn from each recording with probability proportional to window
-energy ** exponent (calls are loud, gaps are quiet); recordings shorter than a clip are
-zero-padded at the end. Soundscapes are cut into consecutive windows: the window ending
+energy ** exponent (calls are loud, gaps are quiet), by a generator seeded with the
+decoded samples; recordings shorter than a clip are zero-padded at the end. Soundscapes are cut into consecutive windows: the window ending
 at `seconds` is the scored row of train_soundscape_labels.csv.
 """
 
