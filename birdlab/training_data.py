@@ -1,9 +1,11 @@
 """Labelled 5-s clips for a run: species, the seeded split, features from the cache, targets.
 
 The split is by recording (stratified per primary species) and by soundscape: the
-validation recordings drive early stopping, validation recordings + validation
-soundscapes choose the threshold, and the test soundscapes are what the run is scored on.
-It is written to the run directory as split.json so `evaluate` rebuilds the same sets.
+validation recordings drive early stopping, the validation soundscapes choose the
+threshold (with the validation recordings when they have too few rows) and give their
+nocall rows to the background-noise bank, and the test soundscapes are what the run is
+scored on. It is written to the run directory as split.json so `evaluate` rebuilds the
+same sets.
 """
 
 from __future__ import annotations
