@@ -30,7 +30,7 @@ from birdlab.edge_parity import (
 )
 from birdlab.errors import UserError
 from edge_runtime.bundle import open_bundle
-from edge_runtime.pipeline import DetectionPolicy
+from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.settings import EdgeSettings
 
 RECEIVER_START_TIMEOUT_S = 30.0

@@ -1,7 +1,7 @@
 """Decision parity: the detections the lab would make (librosa + Keras) vs those the edge runtime made.
 
 The lab side uses the edge runtime's own windowing (`edge_runtime.windows`) and detection policy
-(`edge_runtime.pipeline.DetectionPolicy`), so the only differences left are the ones under test:
+(`edge_runtime.decisions.DetectionPolicy`), so the only differences left are the ones under test:
 librosa vs the WASM frontend, and Keras vs the exported TFLite model. A decision is the key
 (audio file, window start in seconds, eBird code).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from birdlab.audio import load_audio
 from birdlab.features import log_mel
 from edge_runtime.bundle import Bundle
-from edge_runtime.pipeline import DetectionPolicy
+from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.windows import sliding_windows, step_samples_for
 
 if TYPE_CHECKING:

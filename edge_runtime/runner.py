@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from edge_runtime.bundle import BundleError, check_bundle, default_cache_dir, open_bundle
+from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.delivery import Deliverer, DeliverySettings, SinkError, make_sink_from_settings
 from edge_runtime.inference import InferenceError, TFLiteModel
 from edge_runtime.outbox import Outbox, OutboxError
-from edge_runtime.pipeline import DetectionPolicy, Pipeline, WindowAnalyzer
+from edge_runtime.pipeline import Pipeline, WindowAnalyzer
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sources import SourceError, parse_source
 from edge_runtime.status import RunStatus, StatusWriter

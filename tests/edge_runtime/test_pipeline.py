@@ -17,11 +17,12 @@ import pytest
 from edge_bundle_factory import TONES_HZ, session_bundle, tone, tone_sequence, write_wav
 
 from edge_runtime.bundle import Label, open_bundle
+from edge_runtime.decisions import DetectionPolicy, make_detections
 from edge_runtime.detection import Detection
 from edge_runtime.frontend import MelFrontend
 from edge_runtime.inference import TFLiteModel
 from edge_runtime.outbox import Outbox
-from edge_runtime.pipeline import DetectionPolicy, WindowAnalyzer, make_detections
+from edge_runtime.pipeline import WindowAnalyzer
 from edge_runtime.runner import run
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sources import AudioItem
