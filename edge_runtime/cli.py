@@ -86,7 +86,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handler(args: argparse.Namespace) -> int:
-        from edge_runtime.bundle import check_bundle
+        from edge_runtime.check import check_bundle
 
         settings = _settings_from(args)
         _configure_logs(settings)

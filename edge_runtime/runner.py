@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from edge_runtime.bundle import BundleError, check_bundle, default_cache_dir, open_bundle
+from edge_runtime.bundle import BundleError, default_cache_dir, open_bundle
+from edge_runtime.check import check_bundle
 from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.delivery import Deliverer, DeliverySettings, SinkError, make_sink_from_settings
 from edge_runtime.inference import InferenceError, TFLiteModel

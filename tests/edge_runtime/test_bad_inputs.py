@@ -25,7 +25,8 @@ from edge_bundle_factory import (
     write_wav,
 )
 
-from edge_runtime.bundle import check_bundle, open_bundle
+from edge_runtime.bundle import open_bundle
+from edge_runtime.check import check_bundle
 from edge_runtime.frontend import FrontendError, MelFrontend
 from edge_runtime.spec import FeatureSpec
 

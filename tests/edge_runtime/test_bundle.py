@@ -13,7 +13,8 @@ import pytest
 import wasmtime
 from edge_bundle_factory import copy_bundle, label_rows, session_bundle, session_model, tar_bundle, write_bundle
 
-from edge_runtime.bundle import BundleError, check_bundle, open_bundle, read_labels, write_manifest
+from edge_runtime.bundle import BundleError, open_bundle, read_labels, write_manifest
+from edge_runtime.check import check_bundle
 from edge_runtime.spec import FeatureSpec
 
 BUNDLE_FILES = ("model.tflite", "labels.csv", "melspec.wasm", "feature_spec.json", "MODEL_CARD.md")
