@@ -41,11 +41,41 @@ def test_tone_detector_decisions_equal_the_lab(tmp_path_factory: pytest.TempPath
     assert result.status["files_failed"] == 0 and result.status["outbox_depth"] == 0
 
 
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory, synthetic_quick: Path) -> tuple[Path, Path, Path]:
+    """What `python -m birdlab demo --quick` makes: the tiny preset trained on the quick synthetic dataset and
+    exported to a bundle (f32), in temporary directories: (run_dir, bundle_dir, data_dir)."""
+    from birdlab.bundle import export_run
+    from birdlab.train import train
+    from birdlab.training_config import tiny
+
+    root = tmp_path_factory.mktemp("quick_demo")
+    result = train(config=tiny(), data_dir=synthetic_quick, out_dir=root / "runs" / "demo",
+                   cache_root=root / "interim", progress=False)
+    exported = export_run(run_dir=result.run_dir, out_dir=root / "export" / "demo", variant="f32")
+    return result.run_dir, exported.bundle_dir, synthetic_quick
+
+
 @pytest.mark.slow
-def test_demo_bundle_decisions_equal_the_lab(tmp_path: Path) -> None:
+def test_trained_demo_bundle_decisions_equal_the_lab(quick_demo: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A really trained model (not the tone detector): the edge runtime's detections on the synthetic
+    soundscapes equal librosa + Keras on the same windows and threshold."""
+    run_dir, bundle_dir, data_dir = quick_demo
+    result = run_edge_demo(bundle_dir=bundle_dir, run_dir=run_dir, audio_paths=_soundscapes(data_dir),
+                           work_dir=tmp_path / "edge_demo")
+    print(result.parity.describe(), f"(closest probability to the threshold: {result.margin:.2e})")
+    assert result.parity.expected, "the trained model must detect something, or the comparison proves nothing"
+    assert result.parity.equal, result.parity.describe()
+    assert result.receiver_count == len(result.parity.received)
+
+
+@pytest.mark.slow
+def test_full_demo_bundle_decisions_equal_the_lab(tmp_path: Path) -> None:
+    """The full demo's bundle (24 species, data/synthetic), when `python -m birdlab demo` has made it here;
+    CI checks the same path with the quick demo above."""
     bundle_dir, run_dir = paths.EXPORT_DIR / "demo", paths.RUNS_DIR / "demo"
     if not (bundle_dir / "manifest.json").exists() or not (run_dir / "model.keras").exists():
-        pytest.skip("no demo bundle yet: run `python -m birdlab demo` (it writes runs/demo and export/demo)")
+        pytest.skip("no full demo bundle here (run `make demo`); the quick-demo test covers this path")
     soundscapes = _soundscapes(paths.SYNTHETIC_DIR)
     if not soundscapes:
         pytest.skip("no synthetic soundscapes: run `python -m birdlab demo` first")
