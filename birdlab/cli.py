@@ -7,6 +7,7 @@ that receives the parsed arguments and returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up chatter (CPU features, XNNPACK, converter info) is not for users;
+    # an explicit TF_CPP_MIN_LOG_LEVEL in the environment still wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return int(args.handler(args))
     except UserError as exc:

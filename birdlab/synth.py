@@ -45,8 +45,8 @@ class SynthConfig:
     """train_short_audio files per species."""
     recording_seconds: tuple[float, float] = (5.0, 12.0)
     """Range of recording lengths in seconds."""
-    n_soundscapes: int = 4
-    """Number of train_soundscapes files."""
+    n_soundscapes: int = 8
+    """Number of train_soundscapes files (training puts half in validation, half in test: 48 scored test rows)."""
     soundscape_seconds: int = 60
     """Soundscape length in seconds (a multiple of 5: BirdCLEF scores 5-s windows)."""
     sample_rate_hz: int = 32000
