@@ -46,7 +46,11 @@ class WavInfo:
     data_bytes: int
 
 
-def _parse_wav_header(path: Path, blob: bytes) -> WavInfo:
+def parse_wav_header(path: Path, blob: bytes) -> WavInfo:
+    """Read a RIFF/WAVE header from `blob` (bytes, or any object sliced like bytes with a len()).
+
+    Raises AudioError naming `path` for a non-WAV, unsupported encoding or truncated file.
+    """
     if len(blob) < 12 or blob[:4] not in (b"RIFF", b"RF64") or blob[8:12] != b"WAVE":
         raise AudioError(path, "not a RIFF/WAVE file (bad header); re-export it as WAV or use another format")
     pos = 12
@@ -92,7 +96,7 @@ def _parse_wav_header(path: Path, blob: bytes) -> WavInfo:
 def _decode_wav(path: Path) -> tuple[np.ndarray, int]:
     """WAV -> float32 (channels, n) scaled like libsndfile/soundfile, and the rate."""
     blob = path.read_bytes()
-    info = _parse_wav_header(path, blob)
+    info = parse_wav_header(path, blob)
     frame_bytes = info.channels * info.bits_per_sample // 8
     n_frames = info.data_bytes // frame_bytes
     raw = memoryview(blob)[info.data_offset : info.data_offset + n_frames * frame_bytes]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audio import AudioError, _parse_wav_header, load_audio, to_mono
+from edge_runtime.audio import AudioError, load_audio, parse_wav_header, to_mono
 
 BLOCK_SECONDS = 10.0
 """Seconds of audio decoded at a time."""
@@ -61,7 +61,7 @@ def _wav_header_ok(path: Path) -> int | None:
     """Validate the WAV header as load_audio does (AudioError if broken); returns the data frames it declares."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        info = _parse_wav_header(path, _FileBytes(fd, os.fstat(fd).st_size))
+        info = parse_wav_header(path, _FileBytes(fd, os.fstat(fd).st_size))
     finally:
         os.close(fd)
     return info.data_bytes // (info.channels * info.bits_per_sample // 8)
