@@ -1,28 +1,29 @@
 """The notebooks are committed clean: thin, parameterised, numbered, without outputs.
 
-Outputs are allowed in one place only: a cell whose source starts with `# NBVAL_CHECK_OUTPUT` keeps
-its execution count and its stdout at the smoke size, because that stored text is the reference
-nbval compares the fresh run against (nbval skips cells whose execution count is empty). Everything
-else (figures, tables, timings, execution counts) must be cleared.
+No code cell keeps an output or an execution count (nbval then compares no stored text). What a
+notebook computed is checked instead by its `check_summary` calls against notebooks/expected/smoke.json
+(birdlab.notebook_checks), when CI runs the notebooks at the smoke size.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from birdlab.notebook_checks import EXPECTED_DIR
 from birdlab.notebook_sizes import SIZE_ENV
 from birdlab.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NAME_PATTERN = re.compile(r"^(?P<number>\d{2})_[a-z0-9_]+\.ipynb$")
-CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
-MAX_REFERENCE_CHARS = 1000
-"""A check cell's stored reference is a small numeric summary, not a table dump."""
+CHECK_CALL = re.compile(r"""^check_summary\(\s*["'](?P<name>[^"']+)["']""", re.MULTILINE)
+"""A check_summary call with its summary name, as the notebooks write it."""
+SMOKE_REFERENCE = EXPECTED_DIR / "smoke.json"
 EXPECTED_NOTEBOOKS = ("01_data.ipynb", "02_train.ipynb", "03_export.ipynb", "04_parity.ipynb",
                       "05_edge_replay.ipynb")
 
@@ -53,19 +54,33 @@ def test_notebook_is_valid_nbformat(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_only_check_cells_keep_a_small_stdout_reference(path: Path):
+def test_no_code_cell_keeps_outputs_or_an_execution_count(path: Path):
     for index, cell in enumerate(_code_cells(path)):
         where = f"{path.name}, code cell {index}"
-        if cell.source.startswith(CHECK_MARKER):
-            kinds = {(o.output_type, o.get("name")) for o in cell.outputs}
-            assert kinds <= {("stream", "stdout")}, f"{where}: a check cell may keep only stdout, found {kinds}"
-            text = "".join(o.text for o in cell.outputs)
-            assert text.strip(), f"{where}: check cell has no reference output; record it at the smoke size"
-            assert len(text) <= MAX_REFERENCE_CHARS, f"{where}: reference output is {len(text)} chars"
-            assert cell.execution_count is not None, f"{where}: nbval skips a check cell without execution count"
-        else:
-            assert cell.outputs == [], f"{where}: has outputs; clear them before committing"
-            assert cell.execution_count is None, f"{where}: has an execution count; clear it before committing"
+        assert cell.outputs == [], f"{where}: has outputs; clear them before committing"
+        assert cell.execution_count is None, f"{where}: has an execution count; clear it before committing"
+        assert "NBVAL_CHECK_OUTPUT" not in cell.source, f"{where}: nbval never compares an unrun cell; use check_summary"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_checks_its_summaries_against_the_smoke_reference(path: Path):
+    names = [match["name"] for cell in _code_cells(path) for match in CHECK_CALL.finditer(cell.source)]
+    assert names, f"{path.name}: no check_summary(...) call; check at least one small summary of what it computes"
+    prefix = f"{path.stem}."
+    assert all(name.startswith(prefix) for name in names), f"{path.name}: summary names must start with {prefix!r}"
+    assert len(names) == len(set(names)), f"{path.name}: a summary name is used twice: {names}"
+    assert SMOKE_REFERENCE.is_file(), f"{SMOKE_REFERENCE} is missing; record it (birdlab.notebook_checks)"
+    recorded = json.loads(SMOKE_REFERENCE.read_text(encoding="utf-8"))
+    missing = [name for name in names if name not in recorded]
+    assert not missing, f"{SMOKE_REFERENCE.name} has no reference for {missing}; record it (birdlab.notebook_checks)"
+
+
+def test_the_smoke_reference_holds_only_summaries_the_notebooks_check():
+    checked = {match["name"] for path in NOTEBOOKS for cell in _code_cells(path)
+               for match in CHECK_CALL.finditer(cell.source)}
+    recorded = json.loads(SMOKE_REFERENCE.read_text(encoding="utf-8"))
+    assert sorted(recorded) == sorted(checked), f"{SMOKE_REFERENCE.name}: stale or missing summaries"
+    assert all(isinstance(summary, dict) and summary for summary in recorded.values())
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
