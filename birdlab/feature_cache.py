@@ -31,6 +31,7 @@ import numpy as np
 from birdlab import paths
 from birdlab.features import log_mel
 from edge_runtime.audio import AudioError, load_audio
+from edge_runtime.bundle import sha256_file
 from edge_runtime.spec import FeatureSpec
 
 CROP_STEP_SECONDS = 0.1
@@ -48,11 +49,7 @@ def default_cache_root() -> Path:
 
 def content_hash(path: str | Path) -> str:
     """sha256 of the file's bytes, hex, first 20 characters."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
+    return sha256_file(Path(path))[:20]
 
 
 @dataclass(frozen=True)

@@ -182,15 +182,15 @@ def write_labels(path: Path, species: tuple[Species, ...]) -> None:
 
 
 def read_labels(path: Path) -> tuple[Species, ...]:
-    """Species in output order from a run's labels.csv."""
+    """Species in output order from a run's labels.csv (the bundle's format and checks)."""
+    from edge_runtime.bundle import BundleError
+    from edge_runtime.bundle import read_labels as read_label_rows
+
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read labels ({exc.strerror}); is this a run directory?") from None
-    if [int(r["index"]) for r in rows] != list(range(len(rows))):
-        raise UserError(f"{path}: 'index' must count 0, 1, 2, ... in order")
-    return tuple(Species(r["ebird_code"], r["scientific_name"], r["common_name"]) for r in rows)
+        labels = read_label_rows(path)
+    except BundleError as exc:
+        raise UserError(f"{exc}; is this a run directory?") from None
+    return tuple(Species(label.ebird_code, label.scientific_name, label.common_name) for label in labels)
 
 
 def _git_commit() -> tuple[str | None, bool | None]:

@@ -13,7 +13,6 @@ the same path through the windowing. Source strings (command line, TOML):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import subprocess
@@ -28,6 +27,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, decode_pcm
+from edge_runtime.bundle import sha256_file
 from edge_runtime.file_stream import open_audio_stream
 
 log = logging.getLogger("edge_runtime.sources")
@@ -100,14 +100,10 @@ class AudioItem:
 
 def file_identity(path: Path) -> str:
     """First 16 hex characters of the file's sha256: stable ids survive a restart mid-file."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        return sha256_file(path)[:16]
     except OSError as exc:
         raise AudioError(path, f"cannot read ({exc.strerror})") from None
-    return digest.hexdigest()[:16]
 
 
 def file_item(path: Path, *, source: str, sample_rate_hz: int, on_done: Callable[[bool], None] | None = None) -> AudioItem:
