@@ -1,6 +1,6 @@
 """report.html of a parity run: a table of every file and, for the worst files, the two
 spectrograms side by side, the error heatmap and the error histogram (PNG, base64-embedded,
-so the report is one self-contained file)."""
+so the report is one self-contained file). The figures are birdlab.plots.parity's, as in notebook 04."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import html
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 if TYPE_CHECKING:
     from birdlab.parity import ParityReport, WorstCase
@@ -24,42 +22,9 @@ def _png_base64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def worst_case_figure(case: WorstCase, *, tolerance_db: float):
-    """Figure with four panels: librosa dB, WASM dB, (WASM - librosa) heatmap, |error| histogram."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ref, cand = case.reference_db, case.candidate_db
-    err = cand.astype(np.float64) - ref.astype(np.float64)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6), layout="constrained")
-    vmin, vmax = float(ref.min()), float(ref.max())
-    for ax, data, title in ((axes[0], ref, "librosa (dB)"), (axes[1], cand, "WASM (dB)")):
-        im = ax.imshow(data, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="magma")
-        ax.set(title=title, xlabel="frame", ylabel="mel band")
-        fig.colorbar(im, ax=ax)
-    bound = max(float(np.abs(err).max()), 1e-12)
-    im = axes[2].imshow(err, origin="lower", aspect="auto", vmin=-bound, vmax=bound, cmap="coolwarm")
-    axes[2].set(title="WASM - librosa (dB)", xlabel="frame", ylabel="mel band")
-    fig.colorbar(im, ax=axes[2])
-    abs_err = np.abs(err).ravel()
-    nonzero = abs_err[abs_err > 0]
-    if nonzero.size:
-        bins = np.logspace(np.log10(nonzero.min()), np.log10(max(nonzero.max(), tolerance_db)) + 0.1, 40)
-        axes[3].hist(nonzero, bins=bins, color="tab:blue")
-        axes[3].set_xscale("log")
-    axes[3].axvline(tolerance_db, color="tab:red", linestyle="--", label=f"tolerance {tolerance_db:g} dB")
-    axes[3].set(title=f"|error| of {nonzero.size} non-identical cells (of {abs_err.size})", xlabel="|dB error|",
-                ylabel="cells")
-    axes[3].legend(loc="upper left")
-    fig.suptitle(Path(case.parity.path).name)
-    return fig
-
-
 def write_report(path: Path, *, report: ParityReport, worst: list[WorstCase]) -> Path:
     """Write the self-contained HTML report to `path` and return it."""
-    import matplotlib.pyplot as plt
+    from birdlab.plots.parity import plot_error_histogram, plot_side_by_side
 
     summary = report.summary()
     rows = sorted(report.files, key=lambda f: f.max_abs_db_error, reverse=True)[:MAX_TABLE_ROWS]
@@ -72,10 +37,11 @@ def write_report(path: Path, *, report: ParityReport, worst: list[WorstCase]) ->
     )
     figures = []
     for case in worst:
-        fig = worst_case_figure(case, tolerance_db=report.tolerance_db)
+        side_by_side = _png_base64(plot_side_by_side(case))
+        histogram = _png_base64(plot_error_histogram([case], tolerance_db=report.tolerance_db))
         figures.append(f"<h3>{html.escape(case.parity.path)}</h3>"
-                       f'<img alt="spectrograms and errors" src="data:image/png;base64,{_png_base64(fig)}">')
-        plt.close(fig)
+                       f'<img alt="librosa and WASM spectrograms, error heatmap" src="data:image/png;base64,{side_by_side}">'
+                       f'<img alt="error histogram" src="data:image/png;base64,{histogram}">')
     skipped = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in report.skipped)
     verdict = "PASS" if report.passed else "FAIL"
     text = f"""<!doctype html>

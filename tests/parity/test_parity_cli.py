@@ -62,7 +62,8 @@ def test_parity_cli_writes_json_and_report(audio_dir: Path, tmp_path: Path) -> N
     assert [Path(s["path"]).name for s in report["skipped"]] == ["broken.wav"]
     assert report["spec"] == FeatureSpec().to_dict()
     html = (out / REPORT_HTML).read_text()
-    assert html.count("data:image/png;base64,") == 2 and "broken.wav" in html
+    # per worst file: spectrograms + error heatmap, and the error histogram
+    assert html.count("data:image/png;base64,") == 2 * 2 and "broken.wav" in html
 
 
 def test_exit_code_follows_the_tolerance(audio_dir: Path, tmp_path: Path) -> None:
