@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from birdlab.config_fields import dataclass_from_dict
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -63,15 +65,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "augment config") -> AugmentConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown augment field(s) {unknown}; known fields are {sorted(known)}")
-        data = dict(data)
-        for key in ("noise_gain_db", "mixup_gain_db"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return dataclass_from_dict(cls, data, source=source, what="augment", tuple_fields=("noise_gain_db", "mixup_gain_db"))
 
     @classmethod
     def off(cls) -> AugmentConfig:

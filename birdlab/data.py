@@ -140,11 +140,16 @@ def _parse_float(text: str, *, path: Path, row: int, column: str, optional: bool
     return value
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows as dicts with their 1-based row number; checks that every column is present."""
+_NOT_A_DATASET = ("file not found; is this a BirdCLEF 2021 directory? "
+                  "(run `python -m birdlab data synth` or `python -m birdlab data download`)")
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...], *,
+                  not_found: str = _NOT_A_DATASET) -> list[tuple[int, dict[str, str]]]:
+    """Rows as dicts with their 1-based row number (header = row 1); checks that every column is
+    present and every row has every field, raising DataFormatError naming file and row."""
     if not path.is_file():
-        raise DataFormatError(path, None, "file not found; is this a BirdCLEF 2021 directory? "
-                              "(run `python -m birdlab data synth` or `python -m birdlab data download`)")
+        raise DataFormatError(path, None, not_found)
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
@@ -161,7 +166,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
 def read_metadata(path: Path, *, audio_root: Path) -> list[Recording]:
     """Parse train_metadata.csv; audio paths are audio_root/<primary_label>/<filename>."""
     recordings = []
-    for row, raw in _read_csv(path, METADATA_COLUMNS):
+    for row, raw in read_csv_rows(path, METADATA_COLUMNS):
         label = raw["primary_label"].strip()
         filename = raw["filename"].strip()
         if not label:
@@ -200,7 +205,7 @@ def read_metadata(path: Path, *, audio_root: Path) -> list[Recording]:
 def read_soundscape_labels(path: Path) -> list[SoundscapeRow]:
     """Parse train_soundscape_labels.csv (birds: space-separated codes or 'nocall')."""
     rows = []
-    for row, raw in _read_csv(path, SOUNDSCAPE_LABEL_COLUMNS):
+    for row, raw in read_csv_rows(path, SOUNDSCAPE_LABEL_COLUMNS):
         try:
             audio_id = int(raw["audio_id"])
             seconds = int(raw["seconds"])

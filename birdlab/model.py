@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from birdlab.config_fields import dataclass_from_dict
+
 if TYPE_CHECKING:
     import keras
 
@@ -79,15 +81,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "model config") -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown model field(s) {unknown}; known fields are {sorted(known)}")
-        data = dict(data)
-        for key in ("stem_stride", "block_filters"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return dataclass_from_dict(cls, data, source=source, what="model", tuple_fields=("stem_stride", "block_filters"))
 
 
 def default() -> ModelConfig:

@@ -9,14 +9,13 @@ soundscape rows, birds outside the subset count as 'nocall'.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from birdlab import paths
-from birdlab.data import Recording, SoundscapeRow
+from birdlab.data import Recording, SoundscapeRow, read_csv_rows
 from birdlab.errors import DataFormatError
 
 SPECIES_COLUMNS = ("ebird_code", "scientific_name", "common_name")
@@ -57,23 +56,16 @@ def birdclef2021_codes(path: Path | None = None) -> tuple[str, ...]:
 def load_species(path: str | Path | None = None) -> tuple[Species, ...]:
     """Read a species CSV (default: data/brittany_species.csv); order is the model's label order."""
     path = Path(path) if path else paths.BRITTANY_SPECIES_CSV
-    if not path.is_file():
-        raise DataFormatError(path, None, "species file not found")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in SPECIES_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFormatError(path, 1, f"missing column(s) {missing}; expected at least {list(SPECIES_COLUMNS)}")
-        species = []
-        seen: set[str] = set()
-        for row, raw in enumerate(reader, start=2):
-            code = (raw["ebird_code"] or "").strip()
-            if not code:
-                raise DataFormatError(path, row, "empty 'ebird_code'")
-            if code in seen:
-                raise DataFormatError(path, row, f"duplicate ebird_code {code!r}")
-            seen.add(code)
-            species.append(Species(code, (raw["scientific_name"] or "").strip(), (raw["common_name"] or "").strip()))
+    species = []
+    seen: set[str] = set()
+    for row, raw in read_csv_rows(path, SPECIES_COLUMNS, not_found="species file not found"):
+        code = raw["ebird_code"].strip()
+        if not code:
+            raise DataFormatError(path, row, "empty 'ebird_code'")
+        if code in seen:
+            raise DataFormatError(path, row, f"duplicate ebird_code {code!r}")
+        seen.add(code)
+        species.append(Species(code, raw["scientific_name"].strip(), raw["common_name"].strip()))
     if not species:
         raise DataFormatError(path, None, "no species listed")
     return tuple(species)
