@@ -22,10 +22,12 @@ demo: $(STAMP)
 # The notebooks run under nbval at the smoke size (BIRDLAB_NOTEBOOK_SIZE=smoke), after the tests.
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 	BIRDLAB_NOTEBOOK_SIZE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 
 # melspec.wasm (cpp_melspec/) into the source-hash cache; the demo and the parity tests also build it when missing.
 wasm: $(STAMP)

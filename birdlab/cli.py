@@ -14,6 +14,7 @@ from pathlib import Path
 
 from birdlab import __version__
 from birdlab.errors import UserError
+from birdlab.export.audit import DEFAULT_RUNTIME_FLOOR
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,7 +46,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     def run_synth(args: argparse.Namespace) -> int:
         import dataclasses
 
-        from birdlab.synth import SynthConfig, synthesize
+        from birdlab.data.synth import SynthConfig, synthesize
 
         overrides = {
             "n_species": args.species,
@@ -68,7 +69,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=4, help="parallel file downloads (default 4)")
 
     def run_download(args: argparse.Namespace) -> int:
-        from birdlab.kaggle_download import download_subset
+        from birdlab.data.kaggle_download import download_subset
 
         report = download_subset(
             dest=args.dest, species_csv=args.species, soundscapes=not args.no_soundscapes,
@@ -85,10 +86,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="run directory written by training (runs/NAME)")
     p.add_argument("--out", type=Path, default=None, help="bundle directory (default: export/<run name>)")
     p.add_argument("--variant", choices=("f32", "f16", "int8"), default="f32", help="variant shipped as model.tflite")
-    p.add_argument("--floor", default="1.15.0", help="oldest TF Lite runtime the model must load on")
+    p.add_argument("--floor", default=DEFAULT_RUNTIME_FLOOR, help="oldest TF Lite runtime the model must load on")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.bundle import export_run
+        from birdlab.export.bundle_writer import export_run
 
         result = export_run(run_dir=args.run, out_dir=args.out, variant=args.variant, floor=args.floor)
         print(result.to_text())
@@ -100,11 +101,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="list a .tflite model's ops and check them against a TF Lite runtime floor")
     p.add_argument("model", type=Path, help="the .tflite file")
-    p.add_argument("--floor", default="1.15.0", help="oldest TF Lite runtime to support (default 1.15.0, tflite-rs)")
+    p.add_argument("--floor", default=DEFAULT_RUNTIME_FLOOR,
+                   help=f"oldest TF Lite runtime to support (default {DEFAULT_RUNTIME_FLOOR}, tflite-rs)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.tflite_audit import audit_tflite
+        from birdlab.export.audit import audit_tflite
 
         report = audit_tflite(args.model, floor=args.floor)
         print(report.to_text())
@@ -122,7 +124,7 @@ def _add_compat(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="where compat.json and compat.md go")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.compat import run_compat
+        from birdlab.export.compat import run_compat
 
         matrix = run_compat(bundle_dir=args.bundle, runtimes=args.runtime, out_dir=args.out)
         print(matrix.to_markdown())
@@ -141,13 +143,13 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--out", type=Path, default=None, help="archive path (default: DIR.tar.gz)")
 
     def run_verify(args: argparse.Namespace) -> int:
-        from birdlab.bundle import verify_bundle
+        from birdlab.export.bundle_writer import verify_bundle
 
         print(verify_bundle(args.dir))
         return 0
 
     def run_pack(args: argparse.Namespace) -> int:
-        from birdlab.bundle import pack_bundle
+        from birdlab.export.bundle_writer import pack_bundle
 
         print(pack_bundle(args.dir, out=args.out))
         return 0
@@ -164,7 +166,7 @@ def _add_wasm(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--force", action="store_true", help="recompile even when the cache holds this source hash")
 
     def run_build(args: argparse.Namespace) -> int:
-        from birdlab.wasm import build_wasm
+        from birdlab.frontend.wasm import build_wasm
 
         print(build_wasm(args.out, force=args.force))
         return 0
@@ -173,7 +175,7 @@ def _add_wasm(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_parity(sub: argparse._SubParsersAction) -> None:
-    from birdlab.parity import MEL_DB_ATOL
+    from birdlab.frontend.parity import MEL_DB_ATOL
 
     p = sub.add_parser("parity", help="compare librosa and melspec.wasm log-mel on audio files; exit 1 above tolerance")
     p.add_argument("--audio", type=Path, nargs="+", required=True, help="audio files or directories (wav/flac/ogg/mp3)")
@@ -183,7 +185,7 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wasm", type=Path, default=None, help="melspec.wasm (default: build/cached from cpp_melspec)")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.parity import run_parity
+        from birdlab.frontend.parity_run import run_parity
         from edge_runtime.spec import FeatureSpec, SpecError
 
         try:
@@ -208,7 +210,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--repeats", type=int, default=5, help="timed passes over the clips (median reported)")
 
     def run_melspec(args: argparse.Namespace) -> int:
-        from birdlab.bench_melspec import bench_melspec, describe
+        from birdlab.frontend.bench import bench_melspec, describe
 
         print(describe(bench_melspec(out=args.out, n_clips=args.clips, repeats=args.repeats)))
         return 0
@@ -229,8 +231,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         import dataclasses
 
-        from birdlab.train import train
-        from birdlab.training_config import load_config
+        from birdlab.training.config import load_config
+        from birdlab.training.train import train
 
         config = load_config(args.config)
         overrides = {"epochs": args.epochs, "seed": args.seed}
@@ -249,9 +251,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.evaluate import evaluate_run
+        from birdlab.training.evaluate import evaluate_saved_run
 
-        metrics = evaluate_run(args.run, data_dir=args.data, cache_root=args.cache)
+        metrics = evaluate_saved_run(args.run, data_dir=args.data, cache_root=args.cache)
         print(f"{args.run}: row-wise micro F1 {metrics['row_wise_micro_f1']:.3f} on {metrics['evaluated_on']} "
               f"at threshold {metrics['threshold']:.2f} (chosen on {metrics['threshold_chosen_on']}); "
               f"macro AP {metrics['macro_ap'] if metrics['macro_ap'] is None else round(metrics['macro_ap'], 3)}")

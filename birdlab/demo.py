@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdlab import paths
+from birdlab.agreement.edge_demo import run_edge_demo
+from birdlab.data.birdclef2021 import BirdCLEF2021
+from birdlab.data.summary import summarize_dataset
+from birdlab.data.synth import SynthConfig, ensure_synthetic
+from birdlab.export.bundle_writer import export_run
+from birdlab.frontend.parity_run import run_parity
+from birdlab.frontend.wasm import build_wasm
+from birdlab.training.config import demo, tiny
+from birdlab.training.run_dir import RunDir
+from birdlab.training.train import train
 
 
 @dataclass
@@ -26,8 +36,6 @@ class DemoContext:
 
 def step_dataset(ctx: DemoContext) -> None:
     """Synthesise the embedded default when absent; print the summary table."""
-    from birdlab.dataset_summary import summarize_dataset
-    from birdlab.synth import SynthConfig, ensure_synthetic
 
     config = SynthConfig.quick() if ctx.quick else SynthConfig()
     ensure_synthetic(dest=ctx.data_dir, config=config)
@@ -40,8 +48,6 @@ def step_parity(ctx: DemoContext) -> None:
     """Build melspec.wasm when missing; compare librosa and the WASM log-mel on the synthetic soundscapes."""
     import numpy as np
 
-    from birdlab.parity import run_parity
-    from birdlab.wasm import build_wasm
     from edge_runtime.spec import FeatureSpec
 
     spec = FeatureSpec()
@@ -63,8 +69,6 @@ def step_parity(ctx: DemoContext) -> None:
 
 def step_train(ctx: DemoContext) -> None:
     """Train the demo preset (tiny with --quick) into runs/demo/; report row-wise F1 on held-out soundscapes."""
-    from birdlab.train import train
-    from birdlab.training_config import demo, tiny
 
     result = train(config=tiny() if ctx.quick else demo(), data_dir=ctx.data_dir, out_dir=paths.RUNS_DIR / "demo")
     print(result.describe())
@@ -77,7 +81,6 @@ def step_train(ctx: DemoContext) -> None:
 
 def step_export(ctx: DemoContext) -> None:
     """Export runs/demo to export/demo (f32/f16/int8 TFLite, op audit vs TF Lite 1.15, Keras equivalence, bundle)."""
-    from birdlab.bundle import export_run
 
     run_dir = Path(str(ctx.results.get("run_dir", paths.RUNS_DIR / "demo")))
     result = export_run(run_dir=run_dir, out_dir=paths.EXPORT_DIR / "demo", variant="f32")
@@ -90,12 +93,10 @@ def step_export(ctx: DemoContext) -> None:
 def step_edge(ctx: DemoContext) -> None:
     """Reference receiver + `python -m edge_runtime run` over the synthetic soundscapes with export/demo;
     print detections received vs expected (the lab's: librosa + Keras on the same windows and threshold)."""
-    from birdlab.data import BirdCLEF2021
-    from birdlab.edge_demo import run_edge_demo
 
     bundle_dir = Path(str(ctx.results.get("bundle_dir", paths.EXPORT_DIR / "demo")))
     run_dir = Path(str(ctx.results.get("run_dir", paths.RUNS_DIR / "demo")))
-    if not (bundle_dir / "manifest.json").exists() or not (run_dir / "model.keras").exists():
+    if not (bundle_dir / "manifest.json").exists() or not RunDir(run_dir).model_path.exists():
         print(f"skipped: needs the bundle {bundle_dir} and the run {run_dir} (the train and export steps)")
         return
     soundscapes = [s.path for _, s in sorted(BirdCLEF2021(ctx.data_dir).soundscapes().items())]
@@ -105,7 +106,7 @@ def step_edge(ctx: DemoContext) -> None:
     print(f"edge runtime: {len(soundscapes)} soundscape(s), {status['windows_processed']} windows, "
           f"realtime factor {status['realtime_factor']:.0f} (whole process: {result.wall_seconds:.1f} s)")
     print(f"receiver stored {result.receiver_count} detection(s)")
-    print(result.parity.describe())
+    print(result.agreement.describe())
     ctx.results["edge"] = result
 
 

@@ -132,7 +132,7 @@ def per_class_figures(targets: np.ndarray, probabilities: np.ndarray, *, thresho
 
 def macro_mean(per_class: dict[str, dict[str, float | int | None]], key: str) -> float | None:
     """Mean of one per-class figure over the classes where it is defined (None if none is)."""
-    values = [v[key] for v in per_class.values() if v[key] is not None]
+    values = [float(v) for c in per_class.values() if (v := c[key]) is not None]
     return float(np.mean(values)) if values else None
 
 

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import tarfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.spec import SPEC_FILENAME, FeatureSpec, SpecError
+from edge_runtime.thresholds import check_threshold
 
 BUNDLE_FORMAT = "birdlab-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -195,9 +195,10 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     for name in REQUIRED_MANIFEST_FIELDS:
         if name not in manifest:
             raise BundleError(f"{path}: missing field {name!r}; re-export the bundle")
-    threshold = manifest["threshold"]
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 < threshold < 1.0:
-        raise BundleError(f"{path}: 'threshold' must be a number in (0, 1), got {threshold!r}")
+    try:
+        check_threshold(manifest["threshold"], where=f"{path}: 'threshold'")
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
     if manifest["variant"] not in VARIANTS:
         raise BundleError(f"{path}: 'variant' must be one of {VARIANTS}, got {manifest['variant']!r}")
     return manifest
@@ -260,9 +261,10 @@ def write_manifest(directory: str | Path, **fields: Any) -> Path:
         raise BundleError(f"write_manifest({directory}): missing field(s) {missing}")
     if fields["variant"] not in VARIANTS:
         raise BundleError(f"write_manifest({directory}): variant must be one of {VARIANTS}, got {fields['variant']!r}")
-    threshold = fields["threshold"]
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
-        raise BundleError(f"write_manifest({directory}): threshold must be in (0, 1), got {threshold!r}")
+    try:
+        threshold = check_threshold(fields["threshold"], where=f"write_manifest({directory}): threshold")
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
@@ -283,7 +285,7 @@ def write_manifest(directory: str | Path, **fields: Any) -> Path:
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     manifest.update({k: v for k, v in fields.items() if k not in ("format", "format_version", "files")})
-    manifest["threshold"] = float(threshold)
+    manifest["threshold"] = threshold
     path = directory / MANIFEST_FILENAME
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

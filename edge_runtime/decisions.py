@@ -1,6 +1,6 @@
 """Decisions: which model outputs become detections, and the Detection objects they give.
 
-Shared by the edge runtime and the lab (birdlab.edge_parity), so both decide the same way:
+Shared by the edge runtime and the lab (birdlab.agreement.lab_vs_edge), so both decide the same way:
 a species is detected in a window when its confidence reaches its threshold (global or per
 species), it passes the include/exclude lists, and it is among the window's top N.
 """

@@ -279,7 +279,7 @@ class MelFrontend:
 
     # -- public API --------------------------------------------------------------------------
     def log_mel(self, samples: np.ndarray) -> np.ndarray:
-        """Log-mel spectrogram, identical in layout and (to MEL_DB_ATOL) in value to birdlab.features.log_mel.
+        """Log-mel spectrogram, identical in layout and (to MEL_DB_ATOL) in value to birdlab.features.log_mel.log_mel.
 
         samples: float32 (other float dtypes are converted), shape (n_samples,), mono, at spec.sample_rate_hz,
         n_samples >= 1 (>= n_fft when spec.center is false).

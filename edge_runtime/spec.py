@@ -3,7 +3,7 @@
 The same `feature_spec.json` is read by the lab (librosa features), by the C++/WASM
 frontend (which receives the fields at run time) and by the edge bundle. This module
 lives in `edge_runtime` because the device must read it without importing `birdlab`;
-`birdlab.features` re-exports it.
+`birdlab.features.log_mel` re-exports it.
 """
 
 from __future__ import annotations

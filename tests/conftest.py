@@ -17,7 +17,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def synthetic_quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quick synthetic BirdCLEF 2021 dataset (4 species x 3 recordings, one 30-s soundscape)."""
-    from birdlab.synth import SynthConfig, synthesize
+    from birdlab.data.synth import SynthConfig, synthesize
 
     dest = tmp_path_factory.mktemp("synthetic_quick")
     synthesize(dest=dest, config=SynthConfig.quick())

@@ -40,7 +40,7 @@ def label_rows(n_labels: int = len(TONES_HZ)) -> list[tuple[str, str, str]]:
 
 def tone_band(spec: FeatureSpec, frequency_hz: float) -> int:
     """The mel band whose filter weighs the FFT bin of frequency_hz most."""
-    from birdlab.features import mel_filterbank
+    from birdlab.features.log_mel import mel_filterbank
 
     bins = mel_filterbank(spec=spec)
     fft_bin = int(round(frequency_hz * spec.n_fft / spec.sample_rate_hz))
@@ -93,11 +93,11 @@ def build_tone_tflite(path: Path, *, spec: FeatureSpec, n_outputs: int) -> Path:
 
 
 def wasm_path_or_skip() -> Path:
-    """The real melspec.wasm from birdlab.wasm.build_wasm(), or skip with the reason."""
+    """The real melspec.wasm from birdlab.frontend.wasm.build_wasm(), or skip with the reason."""
     try:
-        from birdlab.wasm import build_wasm
+        from birdlab.frontend.wasm import build_wasm
     except ImportError as exc:
-        pytest.skip(f"birdlab.wasm is not available yet ({exc}); the cpp_melspec frontend is needed")
+        pytest.skip(f"birdlab.frontend.wasm is not available yet ({exc}); the cpp_melspec frontend is needed")
     return Path(build_wasm())
 
 
@@ -134,7 +134,7 @@ def session_bundle(tmp_path_factory: pytest.TempPathFactory, *, n_labels: int = 
     """The tone-detector bundle with the real wasm, built once per session (per label/output count).
 
     n_model_outputs != n_labels makes a bundle whose labels do not match the model.
-    Skips (with the reason) while birdlab.wasm does not exist.
+    Skips (with the reason) while birdlab.frontend.wasm does not exist.
     """
     n_outputs = n_model_outputs or n_labels
     root = tmp_path_factory.getbasetemp() / f"edge_bundle_{n_labels}_{n_outputs}"

@@ -24,7 +24,7 @@ HANG_LIMIT_S = 5.0
 
 @pytest.fixture(scope="module")
 def melspec_wasm() -> Path:
-    from birdlab.wasm import build_wasm
+    from birdlab.frontend.wasm import build_wasm
 
     return build_wasm()
 

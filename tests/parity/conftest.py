@@ -14,7 +14,7 @@ from edge_runtime.spec import FeatureSpec
 @pytest.fixture(scope="session")
 def melspec_wasm() -> Path:
     """melspec.wasm of the current sources (built once, then taken from the source-hash cache)."""
-    from birdlab.wasm import build_wasm
+    from birdlab.frontend.wasm import build_wasm
 
     return build_wasm()
 

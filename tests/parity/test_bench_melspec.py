@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from birdlab.bench_melspec import bench_clips
 from birdlab.cli import main
+from birdlab.frontend.bench import bench_clips
 from edge_runtime.spec import FeatureSpec
 
 KEYS = {"librosa_ms", "wasm_ms", "ratio", "compile_ms", "cached_start_ms"}

@@ -1,4 +1,4 @@
-"""librosa (birdlab.features.log_mel) and melspec.wasm (MelFrontend) on the same edge-case signals,
+"""librosa (birdlab.features.log_mel.log_mel) and melspec.wasm (MelFrontend) on the same edge-case signals,
 for several specs: every cell within MEL_DB_ATOL, same shape, and the same refusals."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import librosa
 import numpy as np
 import pytest
 
-from birdlab.features import log_mel
-from birdlab.parity import MEL_DB_ATOL, compare_log_mel
+from birdlab.features.log_mel import log_mel
+from birdlab.frontend.parity import MEL_DB_ATOL, compare_log_mel
 from edge_runtime.frontend import FrontendError
 from edge_runtime.spec import FeatureSpec
 

@@ -14,7 +14,7 @@ import pytest
 
 from birdlab import paths
 from birdlab.cli import main
-from birdlab.parity import MEL_DB_ATOL, PARITY_JSON, REPORT_HTML, compare_log_mel
+from birdlab.frontend.parity import MEL_DB_ATOL, PARITY_JSON, REPORT_HTML, compare_log_mel
 from edge_runtime.spec import FeatureSpec
 
 FILE_KEYS = {"path", "seconds", "frames", "max_abs_db_error", "mean_abs_db_error", "p99_abs_db_error",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from birdlab.cli import main
-from birdlab.wasm import (
+from birdlab.frontend.wasm import (
     COMPILE_FLAGS,
     SOURCE_DIR,
     WasmBuildError,

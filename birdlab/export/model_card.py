@@ -1,0 +1,85 @@
+"""MODEL_CARD.md of a bundle: data, species, metrics, equivalence, runtime floor and limits, in plain words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LIMITS = (
+    "Trained on BirdCLEF 2021 recordings (xeno-canto focal recordings and a few annotated soundscapes) of the listed "
+    "species only; any other sound is either 'nocall' or mistaken for one of them.",
+    "Scores are per 5-s window at one threshold chosen on validation data; they are not calibrated probabilities.",
+    "When the run was trained on the embedded synthetic dataset (the offline default), its figures say nothing about "
+    "real birds.",
+    "The input must be the log-mel spectrogram of feature_spec.json computed outside the model (librosa in the lab, "
+    "melspec.wasm on the device); any other front end voids the figures.",
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalence_text: str, chosen: Any,
+                      labels: tuple[Any, ...]) -> str:
+    """The card's Markdown. run: birdlab.training.run_dir.TrainedRun; fields: the manifest fields; labels: edge_runtime Labels."""
+    spec = run.spec
+    metrics = fields.get("metrics", {})
+    parity = fields.get("parity", {})
+    data = run.run_info.get("data_dir") or "see the run's run_info.json"
+    lines = [
+        f"# Model card: {fields['model_id']}",
+        "",
+        f"Bird-call classifier from run `{fields['run_id']}`, TFLite variant **{fields['variant']}**, exported by "
+        f"birdlab {fields['birdlab_version']} (commit {fields['git_commit'] or 'unknown'}).",
+        "",
+        "## Input and output",
+        f"- Input: float32 (1, {spec.n_mels}, {spec.clip_frames}, 1), the log-mel spectrogram in dB of a "
+        f"{spec.clip_seconds:g}-s clip at {spec.sample_rate_hz} Hz (n_fft {spec.n_fft}, hop {spec.hop_length}, "
+        f"{spec.n_mels} mels {spec.fmin_hz:g}-{spec.fmax_hz:g} Hz, top_db {spec.top_db}); see feature_spec.json.",
+        f"- Output: float32 (1, {len(labels)}) sigmoid probabilities in the order of labels.csv; a species is "
+        f"detected at >= {fields['threshold']:.2f}.",
+        "",
+        "## Data",
+        f"- Dataset: {data}.",
+        *[f"- Clips ({name}): {count}" for name, count in sorted(run.run_info.get("clips", {}).items())],
+        f"- Metrics evaluated on: {metrics.get('evaluated_on', 'see metrics.json')}.",
+        "",
+        "## Species",
+        "| index | eBird code | scientific name | common name |",
+        "|---|---|---|---|",
+        *[f"| {lab.index} | {lab.ebird_code} | *{lab.scientific_name}* | {lab.common_name} |" for lab in labels],
+        "",
+        "## Metrics (from training, Keras model)",
+    ]
+    scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    lines += [f"- {k}: {_fmt(v)}" for k, v in sorted(scalar.items())] or ["- none recorded"]
+    lines += ["", "## Keras vs TFLite", "```", equivalence_text, "```"]
+    if chosen is not None and chosen.meets_target is False:
+        lines.append(f"**Warning:** the shipped variant misses its target ({chosen.target}).")
+    lines += [
+        "",
+        "## Runtime compatibility",
+        f"- Op audit against TF Lite {audit.floor}: {'passed' if audit.ok else 'FAILED'}; ops: "
+        + ", ".join(f"{op.name} v{op.version}" for op in audit.ops) + ".",
+        f"- min_runtime_version metadata: {audit.metadata_min_runtime or 'absent'}; by TF Lite's op-version table: "
+        f"{audit.table_min_runtime or 'unknown'}.",
+        "",
+        "## Front-end parity (librosa vs melspec.wasm)",
+        "- " + (f"{parity.get('status')}: max |dB error| {_fmt(parity.get('max_abs_db_error'))} "
+                f"(tolerance {_fmt(parity.get('tolerance_db'))}) on {', '.join(parity.get('signals', []))}"
+                if "max_abs_db_error" in parity else str(parity.get("status", "not measured"))),
+        "",
+        "## Limits",
+        *[f"- {limit}" for limit in LIMITS],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(path: Path, **kwargs: Any) -> Path:
+    """Write render_model_card(**kwargs) to path."""
+    path.write_text(render_model_card(**kwargs), encoding="utf-8")
+    return path

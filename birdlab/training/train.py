@@ -1,0 +1,296 @@
+"""`python -m birdlab train`: features -> tf.data -> the CNN under a tf.distribute strategy -> a run directory.
+
+The run directory (runs/NAME/) holds everything needed to reproduce, compare and export
+the run; its files and formats are birdlab.training.run_dir's (RunDir).
+
+Same seed -> same split, same crops, same batches and augmentations, same weights and the
+same metrics on CPU (tf.keras.utils.set_random_seed + enable_op_determinism).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from birdlab import __version__
+from birdlab.errors import UserError
+from birdlab.features.cache import FeatureCache
+from birdlab.provenance import git_state, package_versions
+from birdlab.training.augment import augment_batch
+from birdlab.training.config import TrainConfig
+from birdlab.training.dataset import (
+    LabelledClips,
+    TrainingData,
+    prepare_training_data,
+    with_negatives,
+)
+from birdlab.training.evaluate import evaluate_run
+from birdlab.training.model import build_model
+from birdlab.training.run_dir import RunDir
+from edge_runtime.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+MAX_NOISE_CLIPS = 256
+"""The background-noise bank is a constant of the input pipeline: keep it small."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns: the run directory and its headline figures."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    epochs_run: int
+    train_seconds: float
+    n_train_clips: int
+
+    def describe(self) -> str:
+        f1 = self.metrics["row_wise_micro_f1"]
+        return (f"{self.run_dir}: {self.epochs_run} epochs on {self.n_train_clips} clips in {self.train_seconds:.0f} s; "
+                f"row-wise micro F1 {f1:.3f} on {self.metrics['evaluated_on']} at threshold {self.metrics['threshold']:.2f}")
+
+
+def time_budget_callback(max_seconds: float) -> keras.callbacks.Callback:
+    """Stops training after the epoch when another epoch as long as the longest so far would pass max_seconds."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stopped = False
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.start = self.epoch_start = time.perf_counter()
+            self.longest = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - self.epoch_start)
+            if now - self.start + self.longest > max_seconds:
+                self.stopped = True
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def resolve_strategy_name(name: str = "auto") -> str:
+    """'auto' -> 'multi_worker' when TF_CONFIG is set, 'mirrored' with more than one GPU, else 'default'."""
+    if name != "auto":
+        return name
+    if os.environ.get("TF_CONFIG"):
+        return "multi_worker"
+    import tensorflow as tf
+
+    return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+
+
+def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `name` (see TrainConfig.strategy).
+
+    'auto': MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy when more
+    than one GPU is visible, else the default strategy. 'mirrored' mirrors over every GPU,
+    or over every logical CPU device when there is no GPU.
+    """
+    import tensorflow as tf
+
+    name = resolve_strategy_name(name)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown strategy {name!r}; choose auto, default, mirrored or multi_worker")
+
+
+def _dataset_options() -> tf.data.Options:
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: FeatureSpec,
+                       noise_bank: np.ndarray) -> tf.data.Dataset:
+    """Shuffled, batched, augmented (features (b, n_mels, frames, 1), targets (b, n_species), weights (b,))."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets, clips.weights))
+    # Full batches only: a short last batch can leave a replica of MirroredStrategy with no example, and
+    # Keras' BatchNormalization then fails ("Incompatible shapes") in that replica.
+    ds = ds.shuffle(len(clips), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size, drop_remainder=len(clips) >= config.batch_size)
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    bank = tf.constant(noise_bank[..., None]) if len(noise_bank) else None
+
+    @tf.autograph.experimental.do_not_convert  # plain TF ops; the branches are on Python settings
+    def augment(batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return augment_batch(*batch, seed=seed, config=config.augment, noise_bank=bank, top_db=spec.top_db,
+                             amin=spec.db_amin * spec.db_ref)
+
+    ds = tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
+
+
+def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Dataset:
+    """Unaugmented (features, targets) batches in order."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets)).batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
+
+
+
+
+
+
+
+
+
+
+def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spec: FeatureSpec | None = None,
+          cache_root: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it."""
+    started = datetime.now(UTC)
+    data_dir, run_dir = Path(data_dir), RunDir(Path(out_dir))
+    spec = spec or FeatureSpec()
+    cache = FeatureCache(spec=spec, root=cache_root)
+    feature_start = time.perf_counter()
+    data = prepare_training_data(data_dir=data_dir, config=config, spec=spec, cache=cache, progress=progress)
+    feature_seconds = time.perf_counter() - feature_start
+    if len(data.train) == 0:
+        raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
+
+    with op_determinism():
+        return _train_model(config=config, data=data, data_dir=data_dir, run_dir=run_dir, spec=spec, started=started,
+                            feature_seconds=feature_seconds, progress=progress)
+
+
+@contextmanager
+def op_determinism() -> Iterator[None]:
+    """tf.config.experimental.enable_op_determinism inside the block; the previous setting afterwards."""
+    import tensorflow as tf
+
+    try:  # the public API has no getter and no way back; TF's own module has both
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled, disable = tf_config.is_op_determinism_enabled(), tf_config.disable_op_determinism
+    except (ImportError, AttributeError):
+        was_enabled, disable = True, None
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled and disable is not None:
+            disable()
+
+
+def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run_dir: RunDir, spec: FeatureSpec,
+                 started: datetime, feature_seconds: float, progress: bool) -> TrainResult:
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = select_strategy(config.strategy)
+
+    run_dir.start()
+    run_dir.write_inputs(config=config, spec=spec, species=data.species, split=data.split)
+
+    mean_db = float(np.mean(data.train.features, dtype=np.float64))
+    std_db = float(np.std(data.train.features, dtype=np.float64)) or 1.0
+    rng = np.random.default_rng([config.seed, 31])
+    noise_bank = data.noise_bank
+    if len(noise_bank) > MAX_NOISE_CLIPS:
+        noise_bank = noise_bank[np.sort(rng.choice(len(noise_bank), MAX_NOISE_CLIPS, replace=False))]
+    train_clips = with_negatives(data.train, noise_bank, fraction=config.negative_fraction, seed=config.seed)
+    train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
+    has_validation = len(data.validation) > 0
+    val_ds = make_eval_dataset(data.validation, batch_size=config.batch_size) if has_validation else None
+    steps_per_epoch = max(1, len(train_clips) // config.batch_size)
+
+    with strategy.scope():
+        model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
+                            norm_mean_db=mean_db, norm_std_db=std_db)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
+                                                          alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")])
+
+    monitor = "val_loss" if has_validation else "loss"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir.checkpoints_dir / "best.keras"), monitor=monitor,
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir.history_path)),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir.tensorboard_dir), write_graph=False, profile_batch=0),
+    ]
+    budget = time_budget_callback(config.max_train_seconds) if config.max_train_seconds else None
+    if budget is not None:
+        callbacks.append(budget)
+    fit_start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+                        verbose=2 if progress else 0)
+    train_seconds = time.perf_counter() - fit_start
+    model.save(run_dir.model_path)
+
+    git = git_state()
+    run_info = {
+        "run_id": run_dir.run_id,
+        "birdlab_version": __version__,
+        "git_commit": git.commit,
+        "git_dirty": git.dirty,
+        "package_versions": package_versions(),
+        "python": platform.python_version(),
+        "seed": config.seed,
+        "data_dir": str(data_dir.resolve()),
+        "spec_hash": spec.spec_hash,
+        "strategy": type(strategy).__name__,
+        "strategy_kind": resolve_strategy_name(config.strategy),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "feature_seconds": round(feature_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "epochs_run": len(history.history.get("loss", [])),
+        "stopped_by_time_budget": bool(budget is not None and budget.stopped),
+        "parameters": int(model.count_params()),
+        "normalisation": {"mean_db": mean_db, "std_db": std_db},
+        "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(data.train),
+                  "validation": len(data.validation),
+                  "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
+                  "noise_bank": int(len(noise_bank))},
+        "skipped_audio": data.skipped,
+    }
+    run_dir.write_run_info(run_info)
+
+
+    metrics = evaluate_run(run_dir, model=model, data=data)
+    return TrainResult(run_dir=run_dir.root, metrics=metrics, epochs_run=len(history.history.get("loss", [])),
+                       train_seconds=train_seconds, n_train_clips=len(data.train))
+
+
+
+
+__all__ = ["TrainResult", "TrainingData", "make_train_dataset", "select_strategy", "train"]

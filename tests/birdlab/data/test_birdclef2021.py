@@ -1,0 +1,139 @@
+"""The BirdCLEF 2021 reader and the Brittany subset filter."""
+
+import csv
+import shutil
+
+import pytest
+
+from birdlab.data.birdclef2021 import (
+    METADATA_COLUMNS,
+    BirdCLEF2021,
+    SoundscapeRow,
+    parse_soundscape_name,
+    read_soundscape_labels,
+)
+from birdlab.data.species import BRITTANY_BOX, SpeciesFilter, birdclef2021_codes, load_species
+from birdlab.errors import DataFormatError
+
+
+def test_species_facts_are_24_birdclef2021_codes_with_provenance():
+    species = load_species()
+    codes = birdclef2021_codes()
+    assert len(codes) == 397 and len(set(codes)) == 397
+    assert len(species) == 24
+    assert all(s.ebird_code in codes for s in species)
+    with open("data/brittany_species.csv", newline="") as f:
+        assert all(row["source"] for row in csv.DictReader(f))
+
+
+def test_reads_the_synthetic_dataset(synthetic_quick):
+    dataset = BirdCLEF2021(synthetic_quick)
+    recordings = dataset.recordings()
+    assert len(recordings) == 12
+    rec = recordings[0]
+    assert rec.audio_path == synthetic_quick / "train_short_audio" / rec.primary_label / rec.filename
+    assert rec.audio_path.is_file()
+    assert isinstance(rec.secondary_labels, tuple) and isinstance(rec.rating, float)
+    rows = dataset.soundscape_rows()
+    assert [r.seconds for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert any(r.is_nocall for r in rows)
+    scapes = dataset.soundscapes()
+    assert set(scapes) == {r.audio_id for r in rows}
+    assert all(rows[0].row_id == f"{r.audio_id}_{r.site}_{r.seconds}" for r in rows[:1])
+
+
+def _write_metadata(path, rows):
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METADATA_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+GOOD_ROW = {
+    "primary_label": "mallar3", "secondary_labels": "['hergul', 'amecro']", "type": "['call']",
+    "latitude": "48.1", "longitude": "-3.2", "scientific_name": "Anas platyrhynchos", "common_name": "Mallard",
+    "author": "A", "date": "2019-05-01", "filename": "XC1.ogg", "license": "CC", "rating": "4.5",
+    "time": "08:00", "url": "u",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"secondary_labels": "['a', "}, "row 3: column 'secondary_labels' must be a list"),
+        ({"type": "[1, 2]"}, "row 3: column 'type' must be a list of strings"),
+        ({"rating": "good"}, "row 3: column 'rating' must be a number"),
+        ({"latitude": "123"}, "row 3: latitude 123.0 is outside"),
+        ({"primary_label": ""}, "row 3: empty 'primary_label'"),
+    ],
+)
+def test_malformed_metadata_rows_name_file_and_row(tmp_path, change, message):
+    path = tmp_path / "train_metadata.csv"
+    _write_metadata(path, [GOOD_ROW, {**GOOD_ROW, **change}])
+    with pytest.raises(DataFormatError, match=message) as info:
+        BirdCLEF2021(tmp_path).recordings()
+    assert str(path) in str(info.value)
+
+
+def test_missing_columns_and_missing_file_are_explained(tmp_path):
+    with pytest.raises(DataFormatError, match="file not found"):
+        BirdCLEF2021(tmp_path).recordings()
+    (tmp_path / "train_metadata.csv").write_text("primary_label,filename\nx,y\n")
+    with pytest.raises(DataFormatError, match=r"row 1: missing column\(s\)"):
+        BirdCLEF2021(tmp_path).recordings()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("a_SSW_7,SSW,7,7,nocall", "multiple of 5"), ("a_SSW_5,SSW,x,5,nocall", "must be integers"),
+     ("a_SSW_5,SSW,7,5,", "empty 'birds'"), ("a_SSW_5,SSW,7,5,nocall amecro", "'nocall' together")],
+)
+def test_malformed_soundscape_rows_name_file_and_row(tmp_path, line, message):
+    path = tmp_path / "train_soundscape_labels.csv"
+    path.write_text(f"row_id,site,audio_id,seconds,birds\n7_SSW_5,SSW,7,5,amecro\n{line}\n")
+    with pytest.raises(DataFormatError, match=f"row 3: .*{message}"):
+        read_soundscape_labels(path)
+
+
+def test_soundscape_file_names(tmp_path):
+    scape = parse_soundscape_name(tmp_path / "10534_SSW_20170429.ogg")
+    assert (scape.audio_id, scape.site, scape.date) == (10534, "SSW", "20170429")
+    with pytest.raises(DataFormatError, match="audio_id"):
+        parse_soundscape_name(tmp_path / "soundscape.ogg")
+
+
+def test_filter_keeps_subset_drops_foreign_secondaries_and_applies_rating_and_box(tmp_path):
+    rows = [
+        GOOD_ROW,
+        {**GOOD_ROW, "primary_label": "amecro", "filename": "XC2.ogg"},
+        {**GOOD_ROW, "filename": "XC3.ogg", "rating": "1.0"},
+        {**GOOD_ROW, "filename": "XC4.ogg", "latitude": "40.0"},
+    ]
+    _write_metadata(tmp_path / "train_metadata.csv", rows)
+    recordings = BirdCLEF2021(tmp_path).recordings()
+    subset = SpeciesFilter.for_species(load_species())
+    kept = subset.recordings(recordings)
+    assert [r.filename for r in kept] == ["XC1.ogg", "XC3.ogg", "XC4.ogg"]
+    assert kept[0].secondary_labels == ("hergul",)
+    strict = SpeciesFilter.for_species(load_species(), min_rating=3.0, bbox=BRITTANY_BOX)
+    assert [r.filename for r in strict.recordings(recordings)] == ["XC1.ogg"]
+
+
+def test_birds_outside_the_subset_count_as_nocall():
+    subset = SpeciesFilter.for_species(load_species())
+    row = SoundscapeRow(row_id="1_SSW_5", site="SSW", audio_id=1, seconds=5, birds=("amecro", "mallar3"))
+    assert subset.soundscape_row(row).birds == ("mallar3",)
+    only_foreign = subset.soundscape_row(SoundscapeRow("1_SSW_10", "SSW", 1, 10, ("amecro",)))
+    assert only_foreign.is_nocall and only_foreign.birds_text == "nocall"
+
+
+def test_missing_audio_is_reported_by_the_summary(synthetic_quick, tmp_path):
+    from birdlab.data.summary import summarize_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_quick, copy)
+    victim = BirdCLEF2021(copy).recordings()[0].audio_path
+    victim.unlink()
+    summary = summarize_dataset(copy)
+    assert summary.missing_audio == 1 and summary.recordings == 12
+    assert "1 recording(s) listed in the metadata have no audio file" in summary.to_text()

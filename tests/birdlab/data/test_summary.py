@@ -1,0 +1,52 @@
+"""Tables of the data notebook, on the quick synthetic dataset (real OGG files)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from birdlab.data import summary as data_summary
+from birdlab.data.birdclef2021 import BirdCLEF2021
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_quick):
+    return BirdCLEF2021(synthetic_quick)
+
+
+def test_durations_match_the_synth_range_and_mark_missing_files(dataset, tmp_path):
+    recordings = dataset.recordings()
+    missing = dataclasses.replace(recordings[0], audio_path=tmp_path / "gone.ogg")
+    durations = data_summary.recording_durations_s([*recordings, missing])
+    assert durations.shape == (len(recordings) + 1,)
+    assert np.all((durations[:-1] >= 3.0) & (durations[:-1] <= 5.0)), "SynthConfig.quick() writes 3-5 s recordings"
+    assert np.isnan(durations[-1])
+
+
+def test_locations_skip_recordings_without_coordinates(dataset):
+    recordings = dataset.recordings()
+    unlocated = dataclasses.replace(recordings[0], latitude=None)
+    latitude, longitude, labels = data_summary.recording_locations([unlocated, *recordings])
+    assert latitude.shape == longitude.shape == (len(recordings),)
+    assert labels == tuple(r.primary_label for r in recordings)
+    assert np.all((latitude > 47) & (latitude < 49)) and np.all((longitude > -5) & (longitude < -1))
+
+
+def test_label_timeline_matches_the_label_rows(dataset):
+    rows = dataset.soundscape_rows()
+    audio_id = rows[0].audio_id
+    codes = sorted({r.primary_label for r in dataset.recordings()})
+    timeline = data_summary.label_timeline(rows, audio_id=audio_id, codes=codes)
+    mine = [r for r in rows if r.audio_id == audio_id]
+    assert timeline.presence.shape == (len(codes), len(mine))
+    assert list(timeline.window_end_s) == sorted(r.seconds for r in mine)
+    assert timeline.nocall_windows == sum(r.is_nocall for r in mine)
+    for w, row in enumerate(sorted(mine, key=lambda r: r.seconds)):
+        assert {codes[i] for i in np.flatnonzero(timeline.presence[:, w])} == set(row.birds)
+
+
+def test_label_timeline_of_an_unknown_soundscape_is_an_error(dataset):
+    with pytest.raises(ValueError, match="no soundscape label row has audio_id 1"):
+        data_summary.label_timeline(dataset.soundscape_rows(), audio_id=1, codes=["x"])

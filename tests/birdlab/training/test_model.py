@@ -1,0 +1,121 @@
+"""The CNN: TF Lite 1.15 builtins only, BatchNorm folded, normalisation inside, Keras == TFLite."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+from birdlab.export.audit import audit_tflite  # noqa: E402
+from birdlab.training import model as model_lib  # noqa: E402
+from edge_runtime.spec import FeatureSpec  # noqa: E402
+
+SPEC = FeatureSpec()
+N_SPECIES = 5
+MEAN_DB, STD_DB = -45.0, 18.0
+KERAS_TFLITE_ATOL = 1e-5
+NORMALISATION_ATOL = 1e-5
+
+
+def _randomise_batchnorm(model: keras.Model, rng: np.random.Generator) -> None:
+    """Non-trivial moving statistics, so that folding BatchNorm into the convolutions is really tested."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> keras.Model:
+    keras.utils.set_random_seed(7)
+    model = model_lib.build_model(config=model_lib.tiny(), input_shape=SPEC.input_shape, n_species=N_SPECIES,
+                                  norm_mean_db=MEAN_DB, norm_std_db=STD_DB)
+    _randomise_batchnorm(model, np.random.default_rng(7))
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tiny_model: keras.Model) -> bytes:
+    return model_lib.convert_to_tflite(tiny_model)
+
+
+def _log_mel_like(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.uniform(-80.0, 0.0, (n, *SPEC.input_shape)).astype(np.float32)
+
+
+def test_presets_respect_the_parameter_budget() -> None:
+    for config, budget in ((model_lib.default(), model_lib.MAX_DEFAULT_PARAMETERS), (model_lib.tiny(), 10_000)):
+        model = model_lib.build_model(config=config, input_shape=SPEC.input_shape, n_species=24,
+                                      norm_mean_db=MEAN_DB, norm_std_db=STD_DB)
+        assert model.count_params() <= budget, config.name
+        assert model.output_shape == (None, 24)
+
+
+def test_tflite_uses_only_tf_lite_1_15_builtins_with_batchnorm_folded(tiny_tflite: bytes, tmp_path: Path) -> None:
+    ops = model_lib.tflite_op_names(tiny_tflite)
+    assert set(ops) <= model_lib.ALLOWED_TFLITE_OPS
+    # The only MUL and ADD are the input normalisation (and the mean+max head): every BatchNorm folded.
+    assert ops.count("MUL") == 1
+    assert ops.count("ADD") == 1 + (model_lib.tiny().time_pooling == "mean+max")
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC"} <= set(ops)
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(tiny_tflite)
+    report = audit_tflite(path, floor="1.15.0")
+    assert report.ok, report.to_text()
+
+
+def test_tflite_input_shape_is_static(tiny_tflite: bytes) -> None:
+    detail = Interpreter(model_content=tiny_tflite).get_input_details()[0]
+    assert list(detail["shape_signature"]) == [1, *SPEC.input_shape]
+    assert detail["dtype"] == np.float32
+
+
+def test_keras_and_tflite_agree(tiny_model: keras.Model, tiny_tflite: bytes, rng: np.random.Generator) -> None:
+    interpreter = Interpreter(model_content=tiny_tflite)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    batch = _log_mel_like(rng, 3)
+    expected = tiny_model.predict(batch, verbose=0)
+    for x, want in zip(batch, expected, strict=True):
+        interpreter.set_tensor(inp["index"], x[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+
+
+def test_normalisation_is_inside_the_model(tiny_model: keras.Model, rng: np.random.Generator) -> None:
+    assert model_lib.normalisation_of(tiny_model) == pytest.approx((MEAN_DB, STD_DB))
+    layer = tiny_model.get_layer(model_lib.NORMALISATION_LAYER)
+    x = _log_mel_like(rng, 2)
+    np.testing.assert_allclose(np.asarray(layer(x)), (x - MEAN_DB) / STD_DB, atol=NORMALISATION_ATOL)
+
+
+def test_save_load_round_trip_is_bit_identical(tiny_model: keras.Model, tmp_path: Path,
+                                               rng: np.random.Generator) -> None:
+    tiny_model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    x = _log_mel_like(rng, 4)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), tiny_model.predict(x, verbose=0))
+
+
+def test_ops_outside_the_allowed_set_are_refused() -> None:
+    inputs = keras.Input(SPEC.input_shape)
+    bad = keras.Model(inputs, keras.layers.Normalization(mean=-40.0, variance=100.0)(inputs))  # lowers to SUB
+    with pytest.raises(model_lib.ModelOpError, match="SUB"):
+        model_lib.convert_to_tflite(bad)
+
+
+def test_invalid_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="block_filters"):
+        dataclasses.replace(model_lib.default(), block_filters=())
+    with pytest.raises(ValueError, match="n_species"):
+        model_lib.build_model(config=model_lib.tiny(), input_shape=SPEC.input_shape, n_species=0,
+                              norm_mean_db=0.0, norm_std_db=1.0)
+    with pytest.raises(ValueError, match="unknown model preset"):
+        model_lib.preset("huge")
