@@ -94,7 +94,7 @@ def test_folder_import_writes_the_real_layout_and_reports_bad_files(labelled_fol
     assert set(recordings) == {("houspa", "XC100001.ogg"), ("houspa", f"garden-{_sha8(labelled_folder, 'garden')}.ogg"),
                                ("erithacus_rubecula", f"robin1-{_sha8(labelled_folder, 'robin1')}.ogg"),
                                ("eursta", f"starling-{_sha8(labelled_folder, 'starling')}.ogg")}
-    for (code, _), r in recordings.items():
+    for r in recordings.values():
         info = soundfile.info(str(r.audio_path))
         assert (info.format, info.subtype, info.samplerate, info.channels) == ("OGG", "VORBIS", 32000, 1)
         assert info.frames == round(2.0 * IMPORT_SAMPLE_RATE_HZ), "duration kept to the sample"
