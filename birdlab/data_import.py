@@ -282,10 +282,15 @@ def _sha256(path: Path) -> str:
 
 
 def _write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, str]]) -> None:
-    """Written to a temporary file and renamed: a crash never leaves half a CSV."""
+    """Written to a temporary file and renamed: a crash never leaves half a CSV. Columns of an existing
+    file that are not in `columns` are kept (after them); rows without them get ''."""
+    columns = list(columns)
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as f:
+            columns += [c for c in next(csv.reader(f), []) if c not in columns]
     part = path.with_name(path.name + ".part")
     with part.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(part, path)

@@ -213,3 +213,34 @@ def test_a_long_recording_imports_through_the_cli(tmp_path: Path, rng: np.random
     assert proc.stdout.startswith("imported 1, skipped 0, failed 0")
     info = soundfile.info(str(tmp_path / "out" / "train_short_audio" / "turdus_merula" / "XC999.ogg"))
     assert info.frames == round(LONG_SECONDS * IMPORT_SAMPLE_RATE_HZ)
+
+
+def test_a_species_csv_may_list_species_outside_the_397(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A researcher's own codes (here a robin, which BirdCLEF 2021 lacks) label folders and scientific names."""
+    species_csv = tmp_path / "garden.csv"
+    species_csv.write_text("ebird_code,scientific_name,common_name,source\n"
+                           "eurrob1,Erithacus rubecula,European Robin,eBird 2021\n"
+                           "houspa,Passer domesticus,House Sparrow,BirdCLEF 2021\n", encoding="utf-8")
+    _write(tmp_path / "in" / "eurrob1" / "a.wav", rng)
+    _write(tmp_path / "in" / "Erithacus rubecula" / "b.wav", rng)
+    _write(tmp_path / "in" / "eurbla" / "c.wav", rng)
+    report = import_recordings(source=tmp_path / "in", dest=tmp_path / "out", species_csv=species_csv)
+    assert {f["primary_label"] for f in report.imported} == {"eurrob1"} and len(report.imported) == 2
+    assert len(report.failed) == 1 and "'eurbla'" in report.failed[0]["reason"]
+    assert [(s.ebird_code, s.common_name) for s in load_species(tmp_path / "out" / "species.csv")] == [
+        ("eurrob1", "European Robin")]
+
+
+def test_an_existing_metadata_file_keeps_its_rows_and_extra_columns(labelled_folder: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "imported"
+    dest.mkdir()
+    header = "primary_label,secondary_labels,type,latitude,longitude,scientific_name,common_name,author,date," \
+             "filename,license,rating,time,url,extra\n"
+    kaggle_row = "houspa,[],['call'],48.1,-1.6,Passer domesticus,House Sparrow,A. B.,2019-05-01,XC1.ogg," \
+                 "CC BY-NC-SA 4.0,4.5,08:00,https://www.xeno-canto.org/1,kept\n"
+    (dest / "train_metadata.csv").write_text(header + kaggle_row, encoding="utf-8")
+    import_recordings(source=labelled_folder, dest=dest)
+    with (dest / "train_metadata.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and rows[0]["extra"] == "kept" and rows[0]["rating"] == "4.5"
+    assert {r["extra"] for r in rows[1:]} == {""}
