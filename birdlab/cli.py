@@ -32,7 +32,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle or synthesise the embedded default")
+    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle, synthesise the embedded default, "
+                                           "or import labelled recordings")
     data_sub = p.add_subparsers(dest="data_command", required=True)
 
     s = data_sub.add_parser("synth", help="write the deterministic synthetic dataset in BirdCLEF 2021 layout")
@@ -83,7 +84,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 def _add_data_import(data_sub: argparse._SubParsersAction) -> None:
     i = data_sub.add_parser("import", help="labelled recordings (<label>/<file> or a CSV) -> BirdCLEF 2021 layout")
-    i.add_argument("--from", dest="source", type=Path, required=True,
+    i.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR_OR_CSV",
                    help="folder of <ebird code or scientific name>/<file>, or a CSV of labelled files "
                         "(a folder holding SOURCES.csv is read as that CSV)")
     i.add_argument("--dest", type=Path, required=True, help="dataset root to create or add to")
