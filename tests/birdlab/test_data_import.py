@@ -244,3 +244,13 @@ def test_an_existing_metadata_file_keeps_its_rows_and_extra_columns(labelled_fol
         rows = list(csv.DictReader(f))
     assert len(rows) == 5 and rows[0]["extra"] == "kept" and rows[0]["rating"] == "4.5"
     assert {r["extra"] for r in rows[1:]} == {""}
+
+
+def test_two_recordings_with_one_xeno_canto_id_both_arrive(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Two cuts of one xeno-canto recording: the second keeps the id and gets its sha256 as well."""
+    _write(tmp_path / "in" / "houspa" / "XC5 part a.wav", rng)
+    _write(tmp_path / "in" / "houspa" / "XC5 part b.wav", rng)
+    report = import_recordings(source=tmp_path / "in", dest=tmp_path / "out")
+    names = [f["filename"] for f in report.imported]
+    assert names[0] == "XC5.ogg" and names[1].startswith("XC5-") and len(names[1]) == len("XC5-12345678.ogg")
+    assert len(BirdCLEF2021(tmp_path / "out").recordings()) == 2
