@@ -39,8 +39,9 @@ from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, load_audio
 IMPORT_SAMPLE_RATE_HZ = 32000
 """BirdCLEF 2021's rate: every imported file is decoded (and resampled) to it, mono."""
 OGG_WRITE_BLOCK_FRAMES = 65536
-"""Vorbis is written block by block: libvorbis allocates its analysis buffer on the stack, and one
-write of ~100 s at 32 kHz overflows it (a segfault; libsndfile issue #1095, python-soundfile #396)."""
+"""Vorbis is written block by block: libvorbis allocates (alloca) 4 bytes a sample of one write on the
+stack, so one write of more than ~65 s at 32 kHz overflows an 8 MB stack and the process segfaults
+(measured: 60 s writes, 70 s crashes; libsndfile issue #1095, python-soundfile #396)."""
 SPECIES_CSV = "species.csv"
 LEDGER_CSV = "import_ledger.csv"
 REPORT_JSON = "import_report.json"

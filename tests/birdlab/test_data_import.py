@@ -29,7 +29,7 @@ from edge_runtime.audio import load_audio
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_RATE_HZ = 44100
 LONG_SECONDS = 120.0
-"""Longer than the ~100 s that one libvorbis write can take without overflowing its stack."""
+"""Longer than the ~65 s at 32 kHz that one libvorbis write can take without overflowing an 8 MB stack."""
 
 
 def _write(path: Path, rng: np.random.Generator, *, seconds: float = 2.0, rate_hz: int = SOURCE_RATE_HZ,
@@ -205,7 +205,7 @@ def test_a_csv_without_the_needed_columns_is_a_user_error(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_a_long_recording_imports_through_the_cli(tmp_path: Path, rng: np.random.Generator) -> None:
-    """One ~100-s+ Vorbis write crashes libvorbis (segfault): the importer writes block by block."""
+    """One Vorbis write of more than ~65 s crashes libvorbis (segfault): the importer writes block by block."""
     _write(tmp_path / "in" / "Turdus merula" / "XC999.wav", rng, seconds=LONG_SECONDS, rate_hz=IMPORT_SAMPLE_RATE_HZ)
     proc = subprocess.run([sys.executable, "-m", "birdlab", "data", "import", "--from", str(tmp_path / "in"),
                            "--dest", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
