@@ -33,7 +33,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle or synthesise the embedded default")
+    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle, synthesise the embedded default, "
+                                           "or import labelled recordings")
     data_sub = p.add_subparsers(dest="data_command", required=True)
 
     s = data_sub.add_parser("synth", help="write the deterministic synthetic dataset in BirdCLEF 2021 layout")
@@ -79,6 +80,34 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         return 0 if not report.failed else 1
 
     d.set_defaults(handler=run_download)
+    _add_data_import(data_sub)
+
+
+def _add_data_import(data_sub: argparse._SubParsersAction) -> None:
+    i = data_sub.add_parser("import", help="labelled recordings (<label>/<file> or a CSV) -> BirdCLEF 2021 layout")
+    i.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR_OR_CSV",
+                   help="folder of <ebird code or scientific name>/<file>, or a CSV of labelled files "
+                        "(a folder holding SOURCES.csv is read as that CSV)")
+    i.add_argument("--dest", type=Path, required=True, help="dataset root to create or add to")
+    i.add_argument("--species", type=Path, default=None,
+                   help="species CSV that gives codes to scientific names (default: data/brittany_species.csv)")
+    i.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
+                   help="read CSV column THEIRS as OURS (path, scientific_name, code, author, licence, url, ...)")
+    i.add_argument("--licence", default="", help="licence for files that state none (e.g. a folder source)")
+
+    def run_import(args: argparse.Namespace) -> int:
+        from birdlab.data_import import IMPORT_COLUMNS, import_recordings
+
+        columns = dict(item.split("=", 1) for item in args.column if "=" in item)
+        bad = [c for c in args.column if "=" not in c] + [k for k in columns if k not in IMPORT_COLUMNS]
+        if bad:
+            raise UserError(f"--column {bad}: use OURS=THEIRS with OURS one of {list(IMPORT_COLUMNS)}")
+        report = import_recordings(source=args.source, dest=args.dest, species_csv=args.species, columns=columns,
+                                   licence=args.licence)
+        print(report.describe())
+        return 0 if not report.failed else 1
+
+    i.set_defaults(handler=run_import)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -227,6 +256,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
+    p.add_argument("--species", type=Path, default=None,
+                   help="species CSV, the model's labels (e.g. the species.csv of `data import`); overrides the config")
 
     def run(args: argparse.Namespace) -> int:
         import dataclasses
@@ -235,7 +266,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         from birdlab.training.train import train
 
         config = load_config(args.config)
-        overrides = {"epochs": args.epochs, "seed": args.seed}
+        overrides = {"epochs": args.epochs, "seed": args.seed,
+                     "species_csv": str(args.species.resolve()) if args.species else None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         result = train(config=config, data_dir=args.data, out_dir=args.out, cache_root=args.cache)
         print(result.describe())
