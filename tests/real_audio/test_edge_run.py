@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from edge_bundle_factory import build_tone_keras, session_bundle
 
-from birdlab.edge_demo import run_edge_demo
+from birdlab.agreement.edge_demo import run_edge_demo
 from edge_runtime.audio import load_audio
 from edge_runtime.spec import FeatureSpec
 

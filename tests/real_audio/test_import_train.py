@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from birdlab.data import BirdCLEF2021
-from birdlab.species import load_species
+from birdlab.data.birdclef2021 import BirdCLEF2021
+from birdlab.data.species import load_species
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = 2021

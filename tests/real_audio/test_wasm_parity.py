@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from birdlab.parity import MEL_DB_ATOL, PARITY_JSON, run_parity
+from birdlab.frontend.parity import MEL_DB_ATOL, PARITY_JSON, run_parity
 
 SEED = 2021
 SPECIES_SAMPLE = 60

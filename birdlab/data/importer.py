@@ -31,17 +31,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from birdlab.data import METADATA_COLUMNS, METADATA_CSV, SHORT_AUDIO_DIR, read_csv_rows
+from birdlab.data.birdclef2021 import METADATA_COLUMNS, METADATA_CSV, SHORT_AUDIO_DIR, read_csv_rows
+from birdlab.data.ogg import write_ogg_vorbis
+from birdlab.data.species import SPECIES_COLUMNS, Species, birdclef2021_codes, load_species
 from birdlab.errors import UserError
-from birdlab.species import SPECIES_COLUMNS, Species, birdclef2021_codes, load_species
 from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, load_audio
 
 IMPORT_SAMPLE_RATE_HZ = 32000
 """BirdCLEF 2021's rate: every imported file is decoded (and resampled) to it, mono."""
-OGG_WRITE_BLOCK_FRAMES = 65536
-"""Vorbis is written block by block: libvorbis allocates (alloca) 4 bytes a sample of one write on the
-stack, so one write of more than ~65 s at 32 kHz overflows an 8 MB stack and the process segfaults
-(measured: 60 s writes, 70 s crashes; libsndfile issue #1095, python-soundfile #396)."""
 SPECIES_CSV = "species.csv"
 LEDGER_CSV = "import_ledger.csv"
 REPORT_JSON = "import_report.json"
@@ -299,15 +296,8 @@ def _write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, str]
 
 def _write_ogg(path: Path, recording: SourceRecording) -> float:
     """Decode at 32 kHz mono and write OGG Vorbis (via <name>.part); returns the duration in seconds."""
-    import soundfile
-
     samples = load_audio(recording.path, sample_rate_hz=IMPORT_SAMPLE_RATE_HZ)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    with soundfile.SoundFile(str(part), "w", IMPORT_SAMPLE_RATE_HZ, 1, format="OGG", subtype="VORBIS") as out:
-        for start in range(0, samples.size, OGG_WRITE_BLOCK_FRAMES):
-            out.write(samples[start:start + OGG_WRITE_BLOCK_FRAMES])
-    os.replace(part, path)
+    write_ogg_vorbis(path, samples, sample_rate_hz=IMPORT_SAMPLE_RATE_HZ)
     return samples.size / IMPORT_SAMPLE_RATE_HZ
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from birdlab.data import BirdCLEF2021
-from birdlab.data_import import (
+from birdlab.data.birdclef2021 import BirdCLEF2021
+from birdlab.data.importer import (
     IMPORT_SAMPLE_RATE_HZ,
     LabelError,
     SourceRecording,
@@ -23,7 +23,7 @@ from birdlab.data_import import (
     output_filename,
     species_level_name,
 )
-from birdlab.species import Species, load_species
+from birdlab.data.species import Species, load_species
 from edge_runtime.audio import load_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
