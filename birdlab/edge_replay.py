@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from birdlab.data import WINDOW_SECONDS, BirdCLEF2021, Soundscape
+from birdlab.data import WINDOW_SECONDS, BirdCLEF2021, Soundscape, resolve_soundscape_id
 from birdlab.errors import UserError
 from birdlab.explore import LabelTimeline
 from birdlab.metrics import row_wise_micro_f1
@@ -163,15 +163,17 @@ def differences_from_lab(detected: np.ndarray, *, lab_decisions: np.ndarray) -> 
 
 
 def choose_soundscape(dataset: BirdCLEF2021, *, run_dir: str | Path) -> Soundscape:
-    """The first of the run's test soundscapes (metrics.json 'test_soundscapes': never trained or tuned on),
-    else the dataset's first soundscape; UserError when the dataset has none."""
+    """The first of the run's test soundscapes (metrics.json 'test_soundscapes', soundscape ids or, in older
+    runs, audio ids: never trained or tuned on), else the dataset's first soundscape; UserError when the
+    dataset has none."""
     soundscapes = dataset.soundscapes()
     if not soundscapes:
         raise UserError(f"{dataset.root}: no soundscape in train_soundscapes/ to replay")
     try:
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
-        tested = [int(a) for a in metrics.get("test_soundscapes", []) if int(a) in soundscapes]
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        tested = [found for value in metrics.get("test_soundscapes", [])
+                  if (found := resolve_soundscape_id(value, known=soundscapes)) is not None]
+    except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError):
         tested = []
     return soundscapes[tested[0] if tested else min(soundscapes)]
 

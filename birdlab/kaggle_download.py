@@ -161,28 +161,34 @@ def is_soundscape_name(name: str) -> bool:
     return True
 
 
-def soundscape_names(listing: Iterable[RemoteFile], *, audio_ids: Iterable[int] = ()) -> tuple[str, ...]:
+def _soundscape_id_of(name: str) -> str:
+    return parse_soundscape_name(Path(PurePosixPath(name).name)).soundscape_id
+
+
+def soundscape_names(listing: Iterable[RemoteFile], *, soundscape_ids: Iterable[str] = ()) -> tuple[str, ...]:
     """The train_soundscapes/ files of a (lazy) listing, sorted.
 
-    audio_ids: those of train_soundscape_labels.csv; once a file for each has been seen, the rest of the
-    listing is not read (listing all ~63k files of BirdCLEF 2021 takes hundreds of requests). Empty: read all.
+    soundscape_ids: '<audio_id>_<site>' of the rows of train_soundscape_labels.csv; once a file for each has
+    been seen, the rest of the listing is not read (listing all ~63k files of BirdCLEF 2021 takes hundreds of
+    requests). Empty: read all.
     """
-    wanted = set(audio_ids)
+    wanted = set(soundscape_ids)
+    stop_when_found = bool(wanted)
     found = set()
     for remote in listing:
         if not is_soundscape_name(remote.name):
             continue
         found.add(remote.name)
-        wanted.discard(parse_soundscape_name(Path(PurePosixPath(remote.name).name)).audio_id)
-        if audio_ids and not wanted:
+        wanted.discard(_soundscape_id_of(remote.name))
+        if stop_when_found and not wanted:
             break
     return tuple(sorted(found))
 
 
-def missing_audio_ids(names: Iterable[str], *, audio_ids: Iterable[int]) -> tuple[int, ...]:
-    """audio_ids (from the labels CSV) with no soundscape file among names."""
-    have = {parse_soundscape_name(Path(PurePosixPath(n).name)).audio_id for n in names}
-    return tuple(sorted(set(audio_ids) - have))
+def missing_soundscape_ids(names: Iterable[str], *, soundscape_ids: Iterable[str]) -> tuple[str, ...]:
+    """Soundscape ids (from the labels CSV) with no soundscape file among names."""
+    have = {_soundscape_id_of(n) for n in names}
+    return tuple(sorted(set(soundscape_ids) - have))
 
 
 def is_present(dest: Path, name: str) -> bool:
@@ -353,18 +359,18 @@ def download_subset(
     recordings = dataset.recordings()
     planned = list(metadata) + list(short_audio_names(recordings, species_codes=codes))
     if soundscapes:
-        audio_ids = sorted({row.audio_id for row in dataset.soundscape_rows()})
+        scape_ids = sorted({row.soundscape_id for row in dataset.soundscape_rows()})
         log(f"listing the files of {competition} to find {SOUNDSCAPES_DIR}/ ...")
         listing = iter_listing(client, competition=competition, page_size=list_page_size, retry=retry, log=log)
         try:
-            found = soundscape_names(listing, audio_ids=audio_ids)
+            found = soundscape_names(listing, soundscape_ids=scape_ids)
         except KaggleUnavailableError as exc:
             raise UserError(f"listing the files of {competition} failed: {exc}; the files already in {dest} are "
                             "kept, rerun the same command later to resume") from None
         planned += found
-        for audio_id in missing_audio_ids(found, audio_ids=audio_ids):
-            tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{audio_id}_*.ogg",
-                                           reason=f"audio_id {audio_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
+        for scape_id in missing_soundscape_ids(found, soundscape_ids=scape_ids):
+            tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{scape_id}_*.ogg",
+                                           reason=f"soundscape {scape_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
                                                   "the competition's file listing"))
     wanted = planned[len(metadata):]
     log(f"{len(wanted)} audio files in the subset, {sum(not is_present(dest, n) for n in wanted)} to download")

@@ -11,12 +11,13 @@ same sets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from birdlab.data import BirdCLEF2021, Recording, SoundscapeRow
+from birdlab.data import BirdCLEF2021, Recording, SoundscapeRow, resolve_soundscape_id
 from birdlab.errors import UserError
 from birdlab.feature_cache import ClipFeatures, CropPlan, FeatureCache, FeatureJob, compute_features
 from birdlab.features import log_mel
@@ -41,12 +42,27 @@ def recording_key(recording: Recording) -> str:
 
 @dataclass(frozen=True)
 class Split:
-    """Which recordings and soundscapes play which role."""
+    """Which recordings and soundscapes play which role; soundscapes by soundscape id '<audio_id>_<site>'
+    (a split.json written before soundscape ids holds bare audio ids: see with_soundscape_ids)."""
 
     train_recordings: tuple[str, ...]
     validation_recordings: tuple[str, ...]
-    validation_soundscapes: tuple[int, ...]
-    test_soundscapes: tuple[int, ...]
+    validation_soundscapes: tuple[str, ...]
+    test_soundscapes: tuple[str, ...]
+
+    def with_soundscape_ids(self, known: Iterable[str]) -> Split:
+        """The split with bare audio ids (older split.json files) resolved to the soundscape ids among `known`
+        (one that names none is kept, as text, and matches nothing); TrainingDataError when one is ambiguous."""
+        known = tuple(known)
+        resolved = {}
+        for field_name in ("validation_soundscapes", "test_soundscapes"):
+            try:
+                resolved[field_name] = tuple(resolve_soundscape_id(value, known=known) or str(value)
+                                             for value in getattr(self, field_name))
+            except ValueError as exc:
+                raise TrainingDataError(f"{SPLIT_FILENAME}, '{field_name}': {exc}; re-run training to write "
+                                        "soundscape ids") from None
+        return replace(self, **resolved)
 
     def to_json(self) -> str:
         return json.dumps({k: list(v) for k, v in self.__dict__.items()}, indent=2) + "\n"
@@ -120,7 +136,7 @@ def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tu
     return species, recordings
 
 
-def build_split(recordings: list[Recording], soundscape_ids: list[int], *, config: TrainConfig) -> Split:
+def build_split(recordings: list[Recording], soundscape_ids: list[str], *, config: TrainConfig) -> Split:
     """Seeded split: per species, round(validation_fraction * n) recordings (>= 1 when n >= 2) go to
     validation; floor(validation_soundscape_fraction * n) soundscapes to validation, the rest to test."""
     rng = np.random.default_rng([config.seed, 11])
@@ -173,13 +189,15 @@ def recording_clips(recordings: list[Recording], results: list[ClipFeatures | Au
     return LabelledClips(np.concatenate(features), targets, truth, np.ones(len(sources), np.float32), sources)
 
 
-def soundscape_clips(rows: list[SoundscapeRow], windows: dict[int, ClipFeatures], *,
+def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures], *,
                      species: tuple[Species, ...], spec: FeatureSpec) -> LabelledClips:
-    """One clip per scored row (birds outside `species` count as nocall); rows past the audio are left out."""
+    """One clip per scored row (birds outside `species` count as nocall); rows past the audio are left out.
+
+    windows: the features of each soundscape by soundscape id."""
     index = {s.ebird_code: i for i, s in enumerate(species)}
     picked, labels, sources = [], [], []
     for row in rows:
-        audio = windows.get(row.audio_id)
+        audio = windows.get(row.soundscape_id)
         window = int(round(row.seconds / spec.clip_seconds)) - 1
         if audio is None or window >= len(audio.features):
             continue
@@ -242,8 +260,9 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     found_species, recordings = usable_recordings(dataset, config=config)
     species = species or found_species
     soundscapes = dataset.soundscapes()
-    rows = [r for r in dataset.soundscape_rows() if r.audio_id in soundscapes]
-    split = split or build_split(recordings, sorted({r.audio_id for r in rows}), config=config)
+    rows = [r for r in dataset.soundscape_rows() if r.soundscape_id in soundscapes]
+    split = split.with_soundscape_ids(soundscapes) if split else build_split(
+        recordings, sorted({r.soundscape_id for r in rows}), config=config)
     by_key = {recording_key(r): r for r in recordings}
     missing = [k for k in split.train_recordings + split.validation_recordings if k not in by_key]
     if missing:
@@ -263,9 +282,9 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     train.weights = class_balance_weights(train.targets, power=config.class_weight_power) if len(train) else train.weights
     validation = recording_clips(val_recs, results[n_train:n_train + n_val], species=species, config=config, spec=spec)
     windows = {i: r for i, r in zip(scape_ids, results[n_train + n_val:], strict=True) if not isinstance(r, AudioError)}
-    val_rows = soundscape_clips([r for r in rows if r.audio_id in split.validation_soundscapes], windows,
+    val_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.validation_soundscapes], windows,
                                 species=species, spec=spec)
-    test_rows = soundscape_clips([r for r in rows if r.audio_id in split.test_soundscapes], windows,
+    test_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.test_soundscapes], windows,
                                  species=species, spec=spec)
     nocall = val_rows.features[~val_rows.truth.any(axis=1)] if len(val_rows) else val_rows.features
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)

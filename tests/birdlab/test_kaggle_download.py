@@ -286,7 +286,7 @@ def test_a_labelled_soundscape_missing_from_the_listing_is_reported(tmp_path, co
 
     report = download_subset(dest=tmp_path, client=FakeKaggle(files), log=quiet)
 
-    assert [f.name for f in report.failed] == ["train_soundscapes/7019_*.ogg"]
+    assert [f.name for f in report.failed] == ["train_soundscapes/7019_COR_*.ogg"]
     assert "not in the competition's file listing" in report.failed[0].reason
     assert (tmp_path / SOUNDSCAPES[0]).is_file()
 
@@ -575,3 +575,18 @@ def test_retry_policy_backs_off_exponentially_and_honours_retry_after():
 
     assert waits == [5.0, 4.0, 8.0, 10.0]
     assert excinfo.value.what == "x" and http_error(503).args == excinfo.value.last.args
+
+
+def test_soundscapes_sharing_an_audio_id_at_two_sites_are_both_fetched(tmp_path, competition):
+    files, _ = competition
+    twin = "train_soundscapes/7019_SSW_20170429.ogg"
+    files[twin] = b"another site"
+    files["train_soundscape_labels.csv"] += b"7019_SSW_5,SSW,7019,5,nocall\n"
+    listed = {n: files[n] for n in (*SOUNDSCAPES, twin, *files) if n in files}  # soundscapes first
+    fake = FakeKaggle(listed)
+
+    report = download_subset(dest=tmp_path, client=fake, list_page_size=1, log=quiet)
+
+    assert report.failed == () and {*SOUNDSCAPES, twin} <= set(report.downloaded)
+    assert fake.list_tokens == [None, "1", "2"]  # stops once each (audio_id, site) is found
+    assert (tmp_path / twin).read_bytes() == b"another site"
