@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from birdlab.data import BirdCLEF2021, Recording, SoundscapeRow, resolve_soundscape_id
+from birdlab.data import (
+    BirdCLEF2021,
+    MissingAudio,
+    Recording,
+    SoundscapeRow,
+    find_missing_audio,
+    resolve_soundscape_id,
+)
 from birdlab.errors import UserError
 from birdlab.feature_cache import ClipFeatures, CropPlan, FeatureCache, FeatureJob, compute_features
 from birdlab.features import log_mel
@@ -120,13 +127,15 @@ class TrainingData:
     """float32 dB (m, n_mels, clip_frames): nocall rows of non-test soundscapes + synthetic noise."""
     skipped: list[str] = field(default_factory=list)
     """One line per audio file that could not be used."""
+    missing_audio: MissingAudio | None = None
+    """Recordings of the subset listed in train_metadata.csv whose audio file is absent (left out): count and names
+    for the run summary (MissingAudio.describe / to_dict)."""
 
 
 def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
     """(label species in species-CSV order, recordings with audio present), filtered to the subset."""
     subset = load_species(config.species_csv)
-    recordings = [r for r in SpeciesFilter.for_species(subset, min_rating=config.min_rating)
-                  .recordings(dataset.recordings()) if r.audio_path.is_file()]
+    recordings = [r for r in subset_recordings(dataset, config=config) if r.audio_path.is_file()]
     present = {r.primary_label for r in recordings}
     species = tuple(s for s in subset if s.ebird_code in present)
     if not species:
@@ -134,6 +143,12 @@ def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tu
             f"{dataset.root}: no train_short_audio file of the {len(subset)} subset species was found; "
             "run `python -m birdlab data synth` (synthetic) or `python -m birdlab data download`")
     return species, recordings
+
+
+def subset_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> list[Recording]:
+    """The metadata rows of the run's species subset (config.species_csv, config.min_rating), audio present or not."""
+    return SpeciesFilter.for_species(load_species(config.species_csv), min_rating=config.min_rating).recordings(
+        dataset.recordings())
 
 
 def build_split(recordings: list[Recording], soundscape_ids: list[str], *, config: TrainConfig) -> Split:
@@ -290,5 +305,5 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)
     return TrainingData(species=species, split=split, train=train, validation=validation, validation_rows=val_rows,
                         test_rows=test_rows, noise_bank=np.concatenate([nocall, noise]).astype(np.float32),
-                        skipped=skipped)
+                        skipped=skipped, missing_audio=find_missing_audio(subset_recordings(dataset, config=config)))
 

@@ -70,3 +70,22 @@ def test_an_older_split_with_bare_audio_ids_resolves_or_says_it_is_ambiguous(twi
 
     with pytest.raises(TrainingDataError, match=f"audio_id {audio_id} names 2 soundscapes.*re-run training"):
         _prepare(root, legacy, tmp_path)
+
+
+def test_recordings_whose_audio_is_missing_are_counted_and_named_for_the_run_summary(synthetic_quick, tmp_path):
+    root = Path(shutil.copytree(synthetic_quick, tmp_path / "data"))
+    recordings = BirdCLEF2021(root).recordings()
+    for gone in recordings[:2]:
+        gone.audio_path.unlink()
+    spec = FeatureSpec()
+
+    data = prepare_training_data(data_dir=root, config=tiny(), spec=spec,
+                                 cache=FeatureCache(spec=spec, root=tmp_path / "cache"), include_train=False,
+                                 progress=False)
+
+    assert data.missing_audio is not None
+    assert data.missing_audio.to_dict() == {"listed": 12, "missing": 2, "first_missing": [
+        f"{r.primary_label}/{r.filename}" for r in recordings[:2]]}
+    assert data.missing_audio.describe().startswith("2 of 12 recording(s) listed in train_metadata.csv have no audio")
+    used = set(data.split.train_recordings + data.split.validation_recordings)
+    assert len(used) == 10 and not used & set(data.missing_audio.missing)
