@@ -49,6 +49,7 @@ from birdlab.kaggle_client import (
     RemoteFile,
     RetryPolicy,
     call_kaggle,
+    describe_error,
     iter_listing,
     with_retries,
 )
@@ -364,9 +365,10 @@ def download_subset(
         listing = iter_listing(client, competition=competition, page_size=list_page_size, retry=retry, log=log)
         try:
             found = soundscape_names(listing, soundscape_ids=scape_ids)
-        except KaggleUnavailableError as exc:
-            raise UserError(f"listing the files of {competition} failed: {exc}; the files already in {dest} are "
-                            "kept, rerun the same command later to resume") from None
+        except (KaggleUnavailableError, OSError) as exc:  # OSError: requests' connection errors, among others
+            reason = str(exc) if isinstance(exc, KaggleUnavailableError) else describe_error(exc)
+            raise UserError(f"listing the files of {competition} failed: {reason}; the files already in {dest} "
+                            "are kept, rerun the same command later to resume") from None
         planned += found
         for scape_id in missing_soundscape_ids(found, soundscape_ids=scape_ids):
             tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{scape_id}_*.ogg",

@@ -78,7 +78,7 @@ def choose_threshold(targets: np.ndarray, probabilities: np.ndarray,
     return float(grid[pick]), float(scores[pick])
 
 
-def average_precision(targets: np.ndarray, scores: np.ndarray) -> Any:
+def average_precision(targets: np.ndarray, scores: np.ndarray) -> float | np.ndarray:
     """Average precision as scikit-learn defines it: step-wise, no interpolation.
 
     AP = sum over thresholds of (R_k - R_(k-1)) * P_k, evaluated at every distinct score

@@ -555,6 +555,18 @@ def test_a_listing_that_stays_unavailable_is_one_line_without_traceback_and_a_re
     assert all((dest / n).read_bytes() == files[n] for n in (*subset_audio, *SOUNDSCAPES))
 
 
+def test_a_listing_that_cannot_connect_is_one_line_too(tmp_path, competition):
+    files, _ = competition
+    fake = FakeKaggle(files, errors={"<listing>": requests.ConnectionError("connection refused")})
+
+    with pytest.raises(UserError) as excinfo:
+        download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
+
+    assert str(excinfo.value) == (f"listing the files of birdclef-2021 failed: ConnectionError: connection refused; "
+                                  f"the files already in {tmp_path} are kept, rerun the same command later to resume")
+    assert len(fake.list_tokens) == 1  # not a transient error: not retried
+
+
 def test_retry_policy_backs_off_exponentially_and_honours_retry_after():
     policy = RetryPolicy(attempts=5, base_delay_s=2.0, max_delay_s=10.0)
     assert [policy.delay_s(retry=k) for k in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
