@@ -191,6 +191,7 @@ def find_missing_audio(recordings: Iterable[Recording]) -> MissingAudio:
     return MissingAudio(listed=len(recordings), missing=tuple(f"{r.primary_label}/{r.filename}" for r in recordings
                                                             if not r.audio_path.is_file()))
 
+
 def _parse_list(text: str, *, path: Path, row: int, column: str) -> tuple[str, ...]:
     """"['a', 'b']" (a Python list literal, as Kaggle writes it) -> ('a', 'b')."""
     text = text.strip()

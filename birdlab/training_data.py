@@ -276,7 +276,7 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     species = species or found_species
     soundscapes = dataset.soundscapes()
     rows = [r for r in dataset.soundscape_rows() if r.soundscape_id in soundscapes]
-    split = split.with_soundscape_ids(soundscapes) if split else build_split(
+    split = split.with_soundscape_ids(soundscapes) if split is not None else build_split(
         recordings, sorted({r.soundscape_id for r in rows}), config=config)
     by_key = {recording_key(r): r for r in recordings}
     missing = [k for k in split.train_recordings + split.validation_recordings if k not in by_key]
