@@ -14,7 +14,7 @@ from pathlib import Path
 
 from birdlab import __version__
 from birdlab.errors import UserError
-from birdlab.export.convert.audit import DEFAULT_RUNTIME_FLOOR
+from birdlab.export.audit import DEFAULT_RUNTIME_FLOOR
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -47,7 +47,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     def run_synth(args: argparse.Namespace) -> int:
         import dataclasses
 
-        from birdlab.data.birdclef2021.synth import SynthConfig, synthesize
+        from birdlab.data.synth import SynthConfig, synthesize
 
         overrides = {
             "n_species": args.species,
@@ -70,7 +70,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=4, help="parallel file downloads (default 4)")
 
     def run_download(args: argparse.Namespace) -> int:
-        from birdlab.data.birdclef2021.kaggle_download import download_subset
+        from birdlab.data.kaggle_download import download_subset
 
         report = download_subset(
             dest=args.dest, species_csv=args.species, soundscapes=not args.no_soundscapes,
@@ -118,7 +118,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--floor", default=DEFAULT_RUNTIME_FLOOR, help="oldest TF Lite runtime the model must load on")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.export.convert.bundle_writer import export_run
+        from birdlab.export.bundle_writer import export_run
 
         result = export_run(run_dir=args.run, out_dir=args.out, variant=args.variant, floor=args.floor)
         print(result.to_text())
@@ -135,7 +135,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.export.convert.audit import audit_tflite
+        from birdlab.export.audit import audit_tflite
 
         report = audit_tflite(args.model, floor=args.floor)
         print(report.to_text())
@@ -153,7 +153,7 @@ def _add_compat(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="where compat.json and compat.md go")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.export.convert.compat import run_compat
+        from birdlab.export.compat import run_compat
 
         matrix = run_compat(bundle_dir=args.bundle, runtimes=args.runtime, out_dir=args.out)
         print(matrix.to_markdown())
@@ -172,13 +172,13 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--out", type=Path, default=None, help="archive path (default: DIR.tar.gz)")
 
     def run_verify(args: argparse.Namespace) -> int:
-        from birdlab.export.convert.bundle_writer import verify_bundle
+        from birdlab.export.bundle_writer import verify_bundle
 
         print(verify_bundle(args.dir))
         return 0
 
     def run_pack(args: argparse.Namespace) -> int:
-        from birdlab.export.convert.bundle_writer import pack_bundle
+        from birdlab.export.bundle_writer import pack_bundle
 
         print(pack_bundle(args.dir, out=args.out))
         return 0

@@ -11,12 +11,20 @@ same sets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from birdlab.data.birdclef2021 import BirdCLEF2021, Recording, SoundscapeRow
+from birdlab.data.birdclef2021 import (
+    BirdCLEF2021,
+    MissingAudio,
+    Recording,
+    SoundscapeRow,
+    find_missing_audio,
+    resolve_soundscape_id,
+)
 from birdlab.data.species import Species, SpeciesFilter, load_species
 from birdlab.errors import UserError
 from birdlab.features.cache import ClipFeatures, CropPlan, FeatureCache, FeatureJob, compute_features
@@ -40,12 +48,27 @@ def recording_key(recording: Recording) -> str:
 
 @dataclass(frozen=True)
 class Split:
-    """Which recordings and soundscapes play which role."""
+    """Which recordings and soundscapes play which role; soundscapes by soundscape id '<audio_id>_<site>'
+    (a split.json written before soundscape ids holds bare audio ids: see with_soundscape_ids)."""
 
     train_recordings: tuple[str, ...]
     validation_recordings: tuple[str, ...]
-    validation_soundscapes: tuple[int, ...]
-    test_soundscapes: tuple[int, ...]
+    validation_soundscapes: tuple[str, ...]
+    test_soundscapes: tuple[str, ...]
+
+    def with_soundscape_ids(self, known: Iterable[str]) -> Split:
+        """The split with bare audio ids (older split.json files) resolved to the soundscape ids among `known`
+        (one that names none is kept, as text, and matches nothing); TrainingDataError when one is ambiguous."""
+        known = tuple(known)
+        resolved = {}
+        for field_name in ("validation_soundscapes", "test_soundscapes"):
+            try:
+                resolved[field_name] = tuple(resolve_soundscape_id(value, known=known) or str(value)
+                                             for value in getattr(self, field_name))
+            except ValueError as exc:
+                raise TrainingDataError(f"split.json, '{field_name}': {exc}; re-run training to write "
+                                        "soundscape ids") from None
+        return replace(self, **resolved)
 
     def to_json(self) -> str:
         return json.dumps({k: list(v) for k, v in self.__dict__.items()}, indent=2) + "\n"
@@ -106,13 +129,15 @@ class TrainingData:
     """float32 dB (m, n_mels, clip_frames): nocall rows of non-test soundscapes + synthetic noise."""
     skipped: list[str] = field(default_factory=list)
     """One line per audio file that could not be used."""
+    missing_audio: MissingAudio | None = None
+    """Recordings of the subset listed in train_metadata.csv whose audio file is absent (left out): count and names
+    for the run summary (MissingAudio.describe / to_dict)."""
 
 
 def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
     """(label species in species-CSV order, recordings with audio present), filtered to the subset."""
     subset = load_species(config.species_csv)
-    recordings = [r for r in SpeciesFilter.for_species(subset, min_rating=config.min_rating)
-                  .recordings(dataset.recordings()) if r.audio_path.is_file()]
+    recordings = [r for r in subset_recordings(dataset, config=config) if r.audio_path.is_file()]
     present = {r.primary_label for r in recordings}
     species = tuple(s for s in subset if s.ebird_code in present)
     if not species:
@@ -122,7 +147,13 @@ def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tu
     return species, recordings
 
 
-def build_split(recordings: list[Recording], soundscape_ids: list[int], *, config: TrainConfig) -> Split:
+def subset_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> list[Recording]:
+    """The metadata rows of the run's species subset (config.species_csv, config.min_rating), audio present or not."""
+    return SpeciesFilter.for_species(load_species(config.species_csv), min_rating=config.min_rating).recordings(
+        dataset.recordings())
+
+
+def build_split(recordings: list[Recording], soundscape_ids: list[str], *, config: TrainConfig) -> Split:
     """Seeded split: per species, round(validation_fraction * n) recordings (>= 1 when n >= 2) go to
     validation; floor(validation_soundscape_fraction * n) soundscapes to validation, the rest to test."""
     rng = np.random.default_rng([config.seed, 11])
@@ -175,13 +206,15 @@ def recording_clips(recordings: list[Recording], results: list[ClipFeatures | Au
     return LabelledClips(np.concatenate(features), targets, truth, np.ones(len(sources), np.float32), sources)
 
 
-def soundscape_clips(rows: list[SoundscapeRow], windows: dict[int, ClipFeatures], *,
+def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures], *,
                      species: tuple[Species, ...], spec: FeatureSpec) -> LabelledClips:
-    """One clip per scored row (birds outside `species` count as nocall); rows past the audio are left out."""
+    """One clip per scored row (birds outside `species` count as nocall); rows past the audio are left out.
+
+    windows: the features of each soundscape by soundscape id."""
     index = {s.ebird_code: i for i, s in enumerate(species)}
     picked, labels, sources = [], [], []
     for row in rows:
-        audio = windows.get(row.audio_id)
+        audio = windows.get(row.soundscape_id)
         window = int(round(row.seconds / spec.clip_seconds)) - 1
         if audio is None or window >= len(audio.features):
             continue
@@ -244,8 +277,9 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     found_species, recordings = usable_recordings(dataset, config=config)
     species = species or found_species
     soundscapes = dataset.soundscapes()
-    rows = [r for r in dataset.soundscape_rows() if r.audio_id in soundscapes]
-    split = split or build_split(recordings, sorted({r.audio_id for r in rows}), config=config)
+    rows = [r for r in dataset.soundscape_rows() if r.soundscape_id in soundscapes]
+    split = split.with_soundscape_ids(soundscapes) if split is not None else build_split(
+        recordings, sorted({r.soundscape_id for r in rows}), config=config)
     by_key = {recording_key(r): r for r in recordings}
     missing = [k for k in split.train_recordings + split.validation_recordings if k not in by_key]
     if missing:
@@ -265,13 +299,13 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
     train.weights = class_balance_weights(train.targets, power=config.class_weight_power) if len(train) else train.weights
     validation = recording_clips(val_recs, results[n_train:n_train + n_val], species=species, config=config, spec=spec)
     windows = {i: r for i, r in zip(scape_ids, results[n_train + n_val:], strict=True) if not isinstance(r, AudioError)}
-    val_rows = soundscape_clips([r for r in rows if r.audio_id in split.validation_soundscapes], windows,
+    val_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.validation_soundscapes], windows,
                                 species=species, spec=spec)
-    test_rows = soundscape_clips([r for r in rows if r.audio_id in split.test_soundscapes], windows,
+    test_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.test_soundscapes], windows,
                                  species=species, spec=spec)
     nocall = val_rows.features[~val_rows.truth.any(axis=1)] if len(val_rows) else val_rows.features
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)
     return TrainingData(species=species, split=split, train=train, validation=validation, validation_rows=val_rows,
                         test_rows=test_rows, noise_bank=np.concatenate([nocall, noise]).astype(np.float32),
-                        skipped=skipped)
+                        skipped=skipped, missing_audio=find_missing_audio(subset_recordings(dataset, config=config)))
 

@@ -179,6 +179,8 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
     feature_start = time.perf_counter()
     data = prepare_training_data(data_dir=data_dir, config=config, spec=spec, cache=cache, progress=progress)
     feature_seconds = time.perf_counter() - feature_start
+    if data.missing_audio and data.missing_audio.count and progress:
+        print(f"warning: {data.missing_audio.describe()}")
     if len(data.train) == 0:
         raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
 
@@ -282,6 +284,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
                   "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
                   "noise_bank": int(len(noise_bank))},
         "skipped_audio": data.skipped,
+        "missing_audio": data.missing_audio.to_dict() if data.missing_audio else None,
     }
     run_dir.write_run_info(run_info)
 
