@@ -17,22 +17,20 @@ import tiny_teacher  # noqa: E402
 from birdlab.species import load_species  # noqa: E402
 from birdlab.synth import SynthConfig, synthesize  # noqa: E402
 
-TONES_HZ = (700.0, 2000.0, 3500.0, 7000.0)
-TONE_LABELS = ("Alpha alpha_Alpha", "Beta beta_Beta", "Gamma gamma_Gamma", "Delta delta_Delta")
-
 
 @pytest.fixture(scope="session")
 def tone_teacher(tmp_path_factory) -> tiny_teacher.TinyTeacher:
     """Label i (after the distractors) answers a tone at TONES_HZ[i]."""
-    return tiny_teacher.tone_teacher(tmp_path_factory.mktemp("tone_teacher"), frequencies_hz=TONES_HZ,
-                                     labels=TONE_LABELS)
+    return tiny_teacher.tone_teacher(tmp_path_factory.mktemp("tone_teacher"), frequencies_hz=tiny_teacher.TONES_HZ,
+                                     labels=tiny_teacher.TONE_LABELS)
 
 
 @pytest.fixture(scope="session")
 def other_tone_teacher(tmp_path_factory) -> tiny_teacher.TinyTeacher:
     """Same labels as tone_teacher, other tones: another teacher file (another sha256)."""
     return tiny_teacher.tone_teacher(tmp_path_factory.mktemp("other_tone_teacher"),
-                                     frequencies_hz=tuple(f * 1.5 for f in TONES_HZ), labels=TONE_LABELS)
+                                     frequencies_hz=tuple(f * 1.5 for f in tiny_teacher.TONES_HZ),
+                                     labels=tiny_teacher.TONE_LABELS)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,9 @@ DISTRACTOR_LABELS = ("Homo sapiens_Human vocal", "Canis familiaris_Dog")
 """Labels the tiny teacher has for no synthetic species (as BirdNET has thousands)."""
 DISTRACTOR_BIAS = -8.0
 """Their constant logit."""
+TONES_HZ = (700.0, 2000.0, 3500.0, 7000.0)
+"""The tones of the tests' tone_teacher fixture."""
+TONE_LABELS = ("Alpha alpha_Alpha", "Beta beta_Beta", "Gamma gamma_Gamma", "Delta delta_Delta")
 
 
 @dataclass(frozen=True)
