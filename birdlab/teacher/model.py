@@ -137,6 +137,12 @@ class TeacherModel:
                            window_samples=self.window_samples, n_labels=self.n_labels, output=self.output,
                            temperature=self.temperature)
 
+    def check_labels(self, labels: tuple[str, ...] | list[str], *, labels_path: str | Path) -> None:
+        """Raise TeacherModelError unless there is exactly one label per output."""
+        if len(labels) != self.n_labels:
+            raise TeacherModelError(f"{labels_path}: {len(labels)} labels for the {self.n_labels} outputs of "
+                                    f"{self.path.name}; teacher_labels must be the labels file of this model")
+
     @property
     def window_s(self) -> float:
         return self.window_samples / self.sample_rate_hz

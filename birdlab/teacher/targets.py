@@ -35,7 +35,9 @@ import numpy as np
 
 from birdlab import paths
 from birdlab.feature_cache import content_hash, fit_clip
+from birdlab.species import Species
 from birdlab.teacher.config import TeacherConfig
+from birdlab.teacher.labels import read_teacher_labels, teacher_indices
 from birdlab.teacher.model import TeacherInfo, TeacherModel, TeacherModelError
 from edge_runtime.audio import AudioError, load_audio
 
@@ -251,3 +253,19 @@ def stack_targets(results: Sequence[TeacherTargets | AudioError]) -> np.ndarray:
     if not arrays:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(arrays).astype(np.float32, copy=False)
+
+
+def species_teacher_targets(jobs: Sequence[TeacherJob], *, config: TeacherConfig, species: Sequence[Species],
+                            sample_rate_hz: int, clip_samples: int, root: str | Path | None = None,
+                            workers: int = 0, progress: bool = True) -> list[TeacherTargets | AudioError]:
+    """compute_teacher_targets mapped to the run's species: probabilities (n_clips, n_species) per job.
+
+    Reads config.teacher_labels (one per output, checked against the model), maps `species` by scientific
+    name and config.teacher_label_map (TeacherLabelError listing every unmapped species), then computes.
+    """
+    model = TeacherModel.from_config(config)
+    labels = read_teacher_labels(config.teacher_labels)
+    model.check_labels(labels, labels_path=config.teacher_labels)
+    indices = teacher_indices(species, teacher_labels=labels, label_map=config.teacher_label_map)
+    return compute_teacher_targets(jobs, config=config, sample_rate_hz=sample_rate_hz, clip_samples=clip_samples,
+                                   root=root, species_indices=indices, workers=workers, progress=progress)

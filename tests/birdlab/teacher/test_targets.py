@@ -156,3 +156,26 @@ def test_mapped_to_the_run_species(quick_dataset, tone_teacher, tmp_path):
             np.testing.assert_array_equal(m.probabilities, f.probabilities[:, indices])
     cached = compute(jobs, tone_teacher, tmp_path, species_indices=indices)  # from the full entries
     np.testing.assert_array_equal(stack_targets(cached), stack_targets(full)[:, indices])
+
+
+def test_species_targets_check_labels_and_map(quick_dataset, tone_teacher, tmp_path):
+    from birdlab.species import Species
+    from birdlab.teacher.labels import TeacherLabelError
+    from birdlab.teacher.model import TeacherModelError
+    from birdlab.teacher.targets import species_teacher_targets
+
+    species = [Species("gam", "Gamma gamma", "Gamma"), Species("alp", "ALPHA alpha", "Alpha")]
+    jobs = [TeacherJob(recordings(quick_dataset)[0], starts_s=(0.0,))]
+    kwargs = dict(sample_rate_hz=LAB_RATE_HZ, clip_samples=CLIP_SAMPLES, root=tmp_path, workers=1, progress=False)
+    [mapped] = species_teacher_targets(jobs, config=config_of(tone_teacher), species=species, **kwargs)
+    [full] = compute(jobs, tone_teacher, tmp_path)
+    np.testing.assert_array_equal(mapped.probabilities, full.probabilities[:, [len(DISTRACTOR_LABELS) + 2,
+                                                                               len(DISTRACTOR_LABELS)]])
+    with pytest.raises(TeacherLabelError, match="zzz"):
+        species_teacher_targets(jobs, config=config_of(tone_teacher), species=[Species("zzz", "Z z", "Z")], **kwargs)
+    short = tmp_path / "short_labels.txt"
+    short.write_text("\n".join(tone_teacher.labels[:-1]), encoding="utf-8")
+    config = TeacherConfig(teacher_model=str(tone_teacher.model_path), teacher_labels=str(short),
+                           teacher_sample_rate_hz=TEACHER_SAMPLE_RATE_HZ)
+    with pytest.raises(TeacherModelError, match="5 labels for the 6 outputs"):
+        species_teacher_targets(jobs, config=config, species=species, **kwargs)
