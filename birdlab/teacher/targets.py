@@ -36,10 +36,10 @@ import numpy as np
 from birdlab import paths
 from birdlab.feature_cache import content_hash, fit_clip
 from birdlab.species import Species
-from birdlab.teacher.config import TeacherConfig
+from birdlab.teacher.config import TeacherConfig, TeacherConfigError
 from birdlab.teacher.labels import read_teacher_labels, teacher_indices
 from birdlab.teacher.model import TeacherInfo, TeacherModel, TeacherModelError
-from edge_runtime.audio import AudioError, load_audio
+from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, load_audio
 
 TARGET_SCHEME_VERSION = 1
 """Part of the cache key: bump it when the way clips become teacher targets changes."""
@@ -269,3 +269,20 @@ def species_teacher_targets(jobs: Sequence[TeacherJob], *, config: TeacherConfig
     indices = teacher_indices(species, teacher_labels=labels, label_map=config.teacher_label_map)
     return compute_teacher_targets(jobs, config=config, sample_rate_hz=sample_rate_hz, clip_samples=clip_samples,
                                    root=root, species_indices=indices, workers=workers, progress=progress)
+
+
+def unlabeled_jobs(dirs: Sequence[str | Path]) -> list[TeacherJob]:
+    """Whole-file jobs for every audio file (AUDIO_SUFFIXES, any case) under each folder, recursively, sorted.
+
+    Raises TeacherConfigError naming a folder that does not exist or holds no audio.
+    """
+    jobs: list[TeacherJob] = []
+    for folder in map(Path, dirs):
+        if not folder.is_dir():
+            raise TeacherConfigError(f"teacher config field 'unlabeled_dirs': {folder} is not a folder")
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not found:
+            raise TeacherConfigError(f"teacher config field 'unlabeled_dirs': {folder} holds no audio files "
+                                     f"({', '.join(AUDIO_SUFFIXES)})")
+        jobs += [TeacherJob(p) for p in found]
+    return jobs

@@ -179,3 +179,22 @@ def test_species_targets_check_labels_and_map(quick_dataset, tone_teacher, tmp_p
                            teacher_sample_rate_hz=TEACHER_SAMPLE_RATE_HZ)
     with pytest.raises(TeacherModelError, match="5 labels for the 6 outputs"):
         species_teacher_targets(jobs, config=config, species=species, **kwargs)
+
+
+def test_unlabeled_jobs_find_audio_recursively(tmp_path, quick_dataset):
+    from birdlab.teacher.config import TeacherConfigError
+    from birdlab.teacher.targets import unlabeled_jobs
+
+    site = tmp_path / "site"
+    (site / "day2").mkdir(parents=True)
+    shutil.copyfile(soundscape(quick_dataset), site / "day2" / "b.OGG")
+    shutil.copyfile(recordings(quick_dataset)[0], site / "a.ogg")
+    (site / "notes.txt").write_text("not audio", encoding="utf-8")
+    jobs = unlabeled_jobs([site])
+    assert [j.path.relative_to(site).as_posix() for j in jobs] == ["a.ogg", "day2/b.OGG"]
+    assert all(j.starts_s is None for j in jobs)
+    with pytest.raises(TeacherConfigError, match="is not a folder"):
+        unlabeled_jobs([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TeacherConfigError, match="holds no audio"):
+        unlabeled_jobs([tmp_path / "empty"])
