@@ -75,6 +75,7 @@ def test_invalid_settings_and_shapes():
         pack_targets(hard=np.zeros((2, 3)), teacher=np.zeros((2, 4)), labelled=[True, True])
 
 
+@pytest.mark.slow
 def test_a_model_compiled_with_it_saves_loads_and_learns_the_teacher(tmp_path, rng):
     """Trained on teacher targets alone (unlabelled clips), a logistic model's outputs move to the teacher's."""
     keras.utils.set_random_seed(3)

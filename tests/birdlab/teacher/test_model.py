@@ -126,6 +126,7 @@ def test_temperature_softens(tone_teacher):
     assert int(np.argmax(soft)) == int(np.argmax(sharp))
 
 
+@pytest.mark.slow
 def test_synth_teacher_knows_the_synthetic_voices(synth_teacher, synth_species, quick_synth_config):
     """On 5-s synthetic recordings of each of the 24 species it ranks the right species first most of the time
     (look-alike pairs included); noise alone gets no high probability."""

@@ -124,6 +124,7 @@ def test_a_torn_entry_is_recomputed(quick_dataset, tone_teacher, tmp_path):
     np.testing.assert_array_equal(again.probabilities, first.probabilities)
 
 
+@pytest.mark.slow
 def test_parallel_equals_serial_and_bad_files_are_reported(quick_dataset, tone_teacher, tmp_path):
     bad = tmp_path / "broken.ogg"
     bad.write_bytes(b"OggS but not really")
@@ -143,6 +144,7 @@ def test_parallel_equals_serial_and_bad_files_are_reported(quick_dataset, tone_t
     assert stack_targets(serial).shape == (5 * 2 + 6, len(tone_teacher.labels))
 
 
+@pytest.mark.slow
 def test_mapped_to_the_run_species(quick_dataset, tone_teacher, tmp_path):
     labels = read_teacher_labels(tone_teacher.labels_path)
     assert labels == tone_teacher.labels
