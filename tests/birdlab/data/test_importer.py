@@ -26,7 +26,7 @@ from birdlab.data.importer import (
 from birdlab.data.species import Species, load_species
 from edge_runtime.audio import load_audio
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SOURCE_RATE_HZ = 44100
 LONG_SECONDS = 120.0
 """Longer than the ~65 s at 32 kHz that one libvorbis write can take without overflowing an 8 MB stack."""
