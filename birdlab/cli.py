@@ -251,7 +251,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a classifier on a BirdCLEF 2021 directory into runs/NAME")
     p.add_argument("--config", default="birdclef2021_brittany",
                    help="preset (demo, tiny, birdclef2021_brittany) or a .json/.toml file of overrides")
-    p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="BirdCLEF 2021 directory")
+    p.add_argument("--data", type=Path, action="append", default=None,
+                   help="BirdCLEF 2021 directory; repeat to train on several roots as one, e.g. the competition's and "
+                        "one made by `data import` (default: data/synthetic)")
     p.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
@@ -269,7 +271,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         overrides = {"epochs": args.epochs, "seed": args.seed,
                      "species_csv": str(args.species.resolve()) if args.species else None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        result = train(config=config, data_dir=args.data, out_dir=args.out, cache_root=args.cache)
+        result = train(config=config, data_dir=args.data or [Path("data/synthetic")], out_dir=args.out,
+                       cache_root=args.cache)
         print(result.describe())
         return 0
 
@@ -279,7 +282,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a run: row-wise micro F1 on soundscape rows, per-class AP, plots")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `train`")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the run used)")
+    p.add_argument("--data", type=Path, action="append", default=None,
+                   help="dataset directory, repeatable (default: the ones the run was trained on)")
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
 
     def run(args: argparse.Namespace) -> int:

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from birdlab.data.birdclef2021 import (
-    BirdCLEF2021,
+    DataDirs,
+    Dataset,
     MissingAudio,
     Recording,
     SoundscapeRow,
     find_missing_audio,
+    open_dataset,
     resolve_soundscape_id,
 )
 from birdlab.data.species import Species, SpeciesFilter, load_species
@@ -134,7 +136,7 @@ class TrainingData:
     for the run summary (MissingAudio.describe / to_dict)."""
 
 
-def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
+def usable_recordings(dataset: Dataset, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
     """(label species in species-CSV order, recordings with audio present), filtered to the subset."""
     subset = load_species(config.species_csv)
     recordings = [r for r in subset_recordings(dataset, config=config) if r.audio_path.is_file()]
@@ -147,7 +149,7 @@ def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tu
     return species, recordings
 
 
-def subset_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> list[Recording]:
+def subset_recordings(dataset: Dataset, *, config: TrainConfig) -> list[Recording]:
     """The metadata rows of the run's species subset (config.species_csv, config.min_rating), audio present or not."""
     return SpeciesFilter.for_species(load_species(config.species_csv), min_rating=config.min_rating).recordings(
         dataset.recordings())
@@ -267,13 +269,13 @@ def synthetic_noise_bank(*, spec: FeatureSpec, count: int, seed: int) -> np.ndar
     return np.stack(clips) if clips else np.zeros((0, spec.n_mels, spec.clip_frames), np.float32)
 
 
-def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureSpec, cache: FeatureCache,
+def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: FeatureSpec, cache: FeatureCache,
                           split: Split | None = None, species: tuple[Species, ...] | None = None,
                           include_train: bool = True, progress: bool = True) -> TrainingData:
     """Read the dataset, split it (unless `split` is given) and load every clip's features from the cache."""
     if abs(spec.clip_seconds - 5.0) > 1e-9:
         raise TrainingDataError(f"feature spec clip_seconds is {spec.clip_seconds}; BirdCLEF 2021 scores 5-s rows")
-    dataset = BirdCLEF2021(data_dir)
+    dataset = open_dataset(data_dir)
     found_species, recordings = usable_recordings(dataset, config=config)
     species = species or found_species
     soundscapes = dataset.soundscapes()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from birdlab.data.birdclef2021 import DataDirs, as_roots
 from birdlab.features.cache import FeatureCache
 from birdlab.metrics import (
     NOCALL,
@@ -28,7 +29,7 @@ from birdlab.metrics import (
 )
 from birdlab.training.dataset import LabelledClips, TrainingData, prepare_training_data
 from birdlab.training.figures import save_confusion, save_per_class_ap, save_training_curves
-from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir
+from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir, RunDirError
 from edge_runtime.bundle import LABELS_FILENAME
 from edge_runtime.spec import SPEC_FILENAME
 from edge_runtime.thresholds import DEFAULT_THRESHOLD
@@ -60,7 +61,7 @@ def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: flo
     }
 
 
-def evaluate_saved_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
+def evaluate_saved_run(run_dir: str | Path, *, data_dir: DataDirs | None = None,
                        cache_root: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """`python -m birdlab evaluate`: read a finished run through RunDir, rebuild its held-out clips, score it.
 
@@ -71,7 +72,10 @@ def evaluate_saved_run(run_dir: str | Path, *, data_dir: str | Path | None = Non
     run = RunDir(Path(run_dir))
     run.require((MODEL_FILENAME, CONFIG_FILENAME, SPEC_FILENAME, LABELS_FILENAME, SPLIT_FILENAME))
     config, spec, species = run.read_config(), run.read_spec(), run.read_species()
-    data = prepare_training_data(data_dir=Path(data_dir or run.read_run_info().get("data_dir") or ""), config=config,
+    roots = as_roots(data_dir) if data_dir else run.read_data_dirs()
+    if not roots:
+        raise RunDirError(f"{run.run_info_path}: no dataset recorded; pass --data")
+    data = prepare_training_data(data_dir=roots, config=config,
                                  spec=spec, cache=FeatureCache(spec=spec, root=cache_root), split=run.read_split(),
                                  species=species, include_train=False, progress=progress)
     return evaluate_run(run, model=keras.models.load_model(run.model_path), data=data)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from birdlab import __version__
+from birdlab.data.birdclef2021 import DataDirs, as_roots
 from birdlab.errors import UserError
 from birdlab.features.cache import FeatureCache
 from birdlab.provenance import git_state, package_versions
@@ -169,23 +170,24 @@ def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Datas
 
 
 
-def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spec: FeatureSpec | None = None,
+def train(*, config: TrainConfig, data_dir: DataDirs, out_dir: str | Path, spec: FeatureSpec | None = None,
           cache_root: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it."""
+    """Train `config` on the BirdCLEF 2021 layout in `data_dir` (one root or several, read as one), write the run
+    to `out_dir`, evaluate it."""
     started = datetime.now(UTC)
-    data_dir, run_dir = Path(data_dir), RunDir(Path(out_dir))
+    roots, run_dir = as_roots(data_dir), RunDir(Path(out_dir))
     spec = spec or FeatureSpec()
     cache = FeatureCache(spec=spec, root=cache_root)
     feature_start = time.perf_counter()
-    data = prepare_training_data(data_dir=data_dir, config=config, spec=spec, cache=cache, progress=progress)
+    data = prepare_training_data(data_dir=roots, config=config, spec=spec, cache=cache, progress=progress)
     feature_seconds = time.perf_counter() - feature_start
     if data.missing_audio and data.missing_audio.count and progress:
         print(f"warning: {data.missing_audio.describe()}")
     if len(data.train) == 0:
-        raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
+        raise UserError(f"{', '.join(map(str, roots))}: no usable training clip (skipped: {data.skipped[:3]})")
 
     with op_determinism():
-        return _train_model(config=config, data=data, data_dir=data_dir, run_dir=run_dir, spec=spec, started=started,
+        return _train_model(config=config, data=data, roots=roots, run_dir=run_dir, spec=spec, started=started,
                             feature_seconds=feature_seconds, progress=progress)
 
 
@@ -208,7 +210,7 @@ def op_determinism() -> Iterator[None]:
             disable()
 
 
-def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run_dir: RunDir, spec: FeatureSpec,
+def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir, spec: FeatureSpec,
                  started: datetime, feature_seconds: float, progress: bool) -> TrainResult:
     import keras
 
@@ -266,7 +268,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
         "package_versions": package_versions(),
         "python": platform.python_version(),
         "seed": config.seed,
-        "data_dir": str(data_dir.resolve()),
+        "data_dir": str(roots[0].resolve()),
+        "data_dirs": [str(r.resolve()) for r in roots],
         "spec_hash": spec.spec_hash,
         "strategy": type(strategy).__name__,
         "strategy_kind": resolve_strategy_name(config.strategy),

@@ -87,3 +87,34 @@ def test_train_runs_on_the_imported_species(imported: tuple[Path, list[dict[str,
     assert json.loads((run / "config.json").read_text())["species_csv"] == str((root / "species.csv").resolve())
     with (run / "history.csv").open(newline="") as f:
         assert len(list(csv.DictReader(f))) == 2
+
+
+@pytest.mark.slow
+def test_train_merges_two_dataset_roots(imported: tuple[Path, list[dict[str, str]]], tmp_path: Path) -> None:
+    """`train --data A --data B`: the import split into two roots (one species in B) trains as one dataset."""
+    root, rows = imported
+    with (root / "train_metadata.csv").open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns, metadata = list(reader.fieldnames or []), list(reader)
+    moved = sorted({r["primary_label"] for r in metadata})[0]
+    for name, keep in (("a", lambda r: r["primary_label"] != moved), ("b", lambda r: r["primary_label"] == moved)):
+        part = tmp_path / name
+        for r in filter(keep, metadata):
+            target = part / "train_short_audio" / r["primary_label"] / r["filename"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((root / "train_short_audio" / r["primary_label"] / r["filename"]).read_bytes())
+        with (part / "train_metadata.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(filter(keep, metadata))
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "birdlab", "train", "--config", "tiny", "--data", str(tmp_path / "a"),
+                           "--data", str(tmp_path / "b"), "--species", str(root / "species.csv"), "--out", str(run),
+                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["data_dirs"] == [str((tmp_path / "a").resolve()), str((tmp_path / "b").resolve())]
+    split = json.loads((run / "split.json").read_text())
+    used = split["train_recordings"] + split["validation_recordings"] + split.get("test_recordings", [])
+    assert any(key.startswith(f"{moved}/") for key in used), "the species of root B is trained on"
+    assert len(used) == len(rows)
