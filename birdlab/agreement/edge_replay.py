@@ -164,13 +164,14 @@ def differences_from_lab(detected: np.ndarray, *, lab_decisions: np.ndarray) -> 
 
 
 def choose_soundscape(dataset: BirdCLEF2021, *, run_dir: str | Path) -> Soundscape:
-    """The first of the run's test soundscapes (split.json: never trained or tuned on), else the dataset's first
-    soundscape; UserError when the dataset has none."""
+    """The first of the run's test soundscapes (split.json: never trained or tuned on; soundscape ids, or audio ids
+    in older runs), else the dataset's first soundscape; UserError when the dataset has none."""
     soundscapes = dataset.soundscapes()
     if not soundscapes:
         raise UserError(f"{dataset.root}: no soundscape in train_soundscapes/ to replay")
     try:
-        tested = [a for a in RunDir(Path(run_dir)).read_split().test_soundscapes if a in soundscapes]
+        split = RunDir(Path(run_dir)).read_split().with_soundscape_ids(soundscapes)
+        tested = [a for a in split.test_soundscapes if a in soundscapes]
     except UserError:  # no readable split: any soundscape will do
         tested = []
     return soundscapes[tested[0] if tested else min(soundscapes)]

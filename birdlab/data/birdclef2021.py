@@ -8,14 +8,21 @@
 The embedded synthetic dataset (birdlab.data.synth) writes exactly this layout, so the real
 data and the default take the same code path. Malformed rows raise DataFormatError,
 which names the file and the row (1-based, header = row 1).
+
+A soundscape is identified by its soundscape id '<audio_id>_<site>' (the prefix of its rows'
+row_id), never by audio_id alone: two sites may use the same audio_id. A file in
+train_soundscapes/ that is not named <audio_id>_<site>_<YYYYMMDD>.ogg is skipped with a
+warning; metadata rows whose audio file is missing are counted and named (`missing_audio`).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +55,36 @@ METADATA_COLUMNS = (
 SOUNDSCAPE_LABEL_COLUMNS = ("row_id", "site", "audio_id", "seconds", "birds")
 
 _SOUNDSCAPE_NAME = re.compile(r"^(?P<audio_id>\d+)_(?P<site>[A-Za-z0-9]+)_(?P<date>\d{8})$")
+NAMES_SHOWN = 5
+"""How many file names a warning or report lists before '... and N more'."""
+log = logging.getLogger(__name__)
+
+
+def soundscape_id(*, audio_id: int, site: str) -> str:
+    """'<audio_id>_<site>', e.g. '10534_SSW': what identifies a soundscape (audio ids repeat across sites)."""
+    return f"{audio_id}_{site}"
+
+
+def resolve_soundscape_id(value: int | str, *, known: Iterable[str]) -> str | None:
+    """The soundscape id among `known` that `value` names, or None when it names none.
+
+    value: a soundscape id, or (as run files written before soundscape ids hold) a bare audio_id, int or
+    digits, which names the known soundscape with that audio_id. Raises ValueError when two sites share it.
+    """
+    known = set(known)
+    if str(value) in known:
+        return str(value)
+    if isinstance(value, int) or str(value).isdigit():
+        matches = sorted(k for k in known if k.split("_", 1)[0] == str(int(value)))
+        if len(matches) > 1:
+            raise ValueError(f"audio_id {value} names {len(matches)} soundscapes ({', '.join(matches)})")
+        return matches[0] if matches else None
+    return None
+
+
+def _names_text(names: list[str] | tuple[str, ...]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" ... and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,11 @@ class SoundscapeRow:
     birds: tuple[str, ...]
 
     @property
+    def soundscape_id(self) -> str:
+        """'<audio_id>_<site>': the soundscape this row belongs to."""
+        return soundscape_id(audio_id=self.audio_id, site=self.site)
+
+    @property
     def is_nocall(self) -> bool:
         return not self.birds
 
@@ -111,6 +153,43 @@ class Soundscape:
     site: str
     date: str
     path: Path
+
+    @property
+    def soundscape_id(self) -> str:
+        """'<audio_id>_<site>', as its label rows name it."""
+        return soundscape_id(audio_id=self.audio_id, site=self.site)
+
+
+@dataclass(frozen=True)
+class MissingAudio:
+    """Metadata rows whose audio file is absent: counted and named, never dropped silently."""
+
+    listed: int
+    """Recordings looked at (metadata rows)."""
+    missing: tuple[str, ...]
+    """'<primary_label>/<filename>' of each recording without its file, in metadata order."""
+
+    @property
+    def count(self) -> int:
+        return len(self.missing)
+
+    def describe(self) -> str:
+        """One line for a run summary: the count and the first NAMES_SHOWN names ('' when none is missing)."""
+        if not self.missing:
+            return ""
+        return (f"{self.count} of {self.listed} recording(s) listed in {METADATA_CSV} have no audio file under "
+                f"{SHORT_AUDIO_DIR}/ and were left out: {_names_text(self.missing)}")
+
+    def to_dict(self) -> dict[str, object]:
+        """{'listed', 'missing' (the count), 'first_missing' (up to NAMES_SHOWN names)} for a JSON summary."""
+        return {"listed": self.listed, "missing": self.count, "first_missing": list(self.missing[:NAMES_SHOWN])}
+
+
+def find_missing_audio(recordings: Iterable[Recording]) -> MissingAudio:
+    """MissingAudio of these recordings (e.g. those of a species subset): which audio_path is not a file."""
+    recordings = list(recordings)
+    return MissingAudio(listed=len(recordings), missing=tuple(f"{r.primary_label}/{r.filename}" for r in recordings
+                                                            if not r.audio_path.is_file()))
 
 
 def _parse_list(text: str, *, path: Path, row: int, column: str) -> tuple[str, ...]:
@@ -263,10 +342,46 @@ class BirdCLEF2021:
             return []
         return read_soundscape_labels(self.soundscape_labels_csv)
 
-    def soundscapes(self) -> dict[int, Soundscape]:
-        """Soundscape files by audio_id; {} when train_soundscapes/ is absent."""
+    @property
+    def missing_audio(self) -> MissingAudio:
+        """Rows of train_metadata.csv whose audio file is absent (over all rows; for a species subset use
+        find_missing_audio(subset.recordings(dataset.recordings())))."""
+        return find_missing_audio(self._recordings)
+
+    @property
+    def stray_soundscape_files(self) -> tuple[Path, ...]:
+        """Files in train_soundscapes/ that are not named <audio_id>_<site>_<YYYYMMDD>.ogg (skipped)."""
+        return self._soundscape_files[1]
+
+    def soundscapes(self) -> dict[str, Soundscape]:
+        """Soundscape files by soundscape id ('<audio_id>_<site>'); {} when train_soundscapes/ is absent.
+
+        Stray files (stray_soundscape_files) are skipped with a logged warning; of two files with the same
+        audio_id and site (different dates) the first by name is kept and the other reported.
+        """
+        found, stray = self._soundscape_files
+        if stray:
+            log.warning("%s: skipped %d file(s) not named <audio_id>_<site>_<YYYYMMDD>.ogg: %s",
+                        self.root / SOUNDSCAPES_DIR, len(stray), _names_text([p.name for p in stray]))
+        by_id: dict[str, Soundscape] = {}
+        for scape in found:
+            kept = by_id.setdefault(scape.soundscape_id, scape)
+            if kept is not scape:
+                log.warning("%s: %s is skipped, %s already holds soundscape %s", self.root / SOUNDSCAPES_DIR,
+                            scape.path.name, kept.path.name, scape.soundscape_id)
+        return by_id
+
+    @property
+    def _soundscape_files(self) -> tuple[tuple[Soundscape, ...], tuple[Path, ...]]:
+        """(well-named soundscapes, stray files) of train_soundscapes/, sorted by name."""
         folder = self.root / SOUNDSCAPES_DIR
         if not folder.is_dir():
-            return {}
-        found = (parse_soundscape_name(p) for p in sorted(folder.iterdir()) if p.suffix.lower() == ".ogg")
-        return {s.audio_id: s for s in found}
+            return (), ()
+        found, stray = [], []
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            match = _SOUNDSCAPE_NAME.match(path.stem)
+            if match and path.suffix.lower() == ".ogg":
+                found.append(parse_soundscape_name(path))
+            else:
+                stray.append(path)
+        return tuple(found), tuple(stray)

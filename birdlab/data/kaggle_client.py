@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ RULES_HELP = (
     "while logged in with the same account as your API token, then rerun (files already downloaded are kept)."
 )
 _T = TypeVar("_T")
+TIMEOUT_ERROR_NAMES = frozenset({"TimeoutError", "Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError",
+                                 "ConnectTimeoutError"})
+"""Exception class names (anywhere in the class's MRO) that mean a timeout: the builtin, requests' and urllib3's."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,45 @@ class FilePage:
     files: tuple[RemoteFile, ...]
     next_page_token: str | None
     """Token of the next page; None or '' on the last page."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a Kaggle call that hit a transient error (HTTP 429, HTTP 5xx, a timeout) is retried."""
+
+    attempts: int = 5
+    """Tries in all, the first one included (1 = never retry)."""
+    base_delay_s: float = 2.0
+    """Wait before the second try; doubled before each further try."""
+    max_delay_s: float = 60.0
+    """Cap on one wait, a server's Retry-After included."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
+        if self.base_delay_s < 0 or self.max_delay_s < 0:
+            raise ValueError(f"RetryPolicy delays must be >= 0, got {self.base_delay_s}, {self.max_delay_s}")
+
+    def delay_s(self, *, retry: int, retry_after_s: float | None = None) -> float:
+        """Seconds to wait before retry number `retry` (1 = the second try): base * 2**(retry - 1), at least
+        the server's Retry-After, at most max_delay_s."""
+        backoff = self.base_delay_s * 2 ** (retry - 1)
+        return min(self.max_delay_s, max(backoff, retry_after_s or 0.0))
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+"""5 tries, waiting 2, 4, 8 and 16 s between them: about half a minute for Kaggle to recover."""
+
+
+class KaggleUnavailableError(Exception):
+    """A transient Kaggle error (429, 5xx, timeout) that outlasted every try of the RetryPolicy."""
+
+    def __init__(self, *, what: str, attempts: int, last: BaseException) -> None:
+        super().__init__(f"{describe_error(last)} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})")
+        self.what = what
+        """The call that failed, e.g. a file name or 'listing page 3 of birdclef-2021'."""
+        self.last = last
+        """The last transient error."""
 
 
 class KaggleClient(Protocol):
@@ -135,21 +178,32 @@ def find_arrival(staging: Path, *, file_name: str) -> Path:
     return found[0]
 
 
-def iter_listing(client: KaggleClient, *, competition: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[RemoteFile]:
+def iter_listing(client: KaggleClient, *, competition: str, page_size: int = LIST_PAGE_SIZE,
+                 retry: RetryPolicy | None = None, log: Callable[[str], None] | None = None) -> Iterator[RemoteFile]:
     """Every file of the competition listing, page by page, fetched lazily.
 
     An empty page that still carries a next-page token is followed (Kaggle has returned such pages,
-    kaggle-cli issue #836); a token seen twice ends the listing.
+    kaggle-cli issue #836); a token seen twice ends the listing. A page that meets a transient error is
+    fetched again as `retry` says (default DEFAULT_RETRY_POLICY), retries logged to `log`; when the tries
+    run out, KaggleUnavailableError.
     """
+    retry = retry or DEFAULT_RETRY_POLICY
     token: str | None = None
     seen_tokens: set[str] = set()
-    for _ in range(MAX_LIST_PAGES):
-        page = call_kaggle(client.list_files, competition=competition, page_token=token, page_size=page_size)
+    for number in range(1, MAX_LIST_PAGES + 1):
+        page = with_retries(
+            lambda token=token: call_kaggle(client.list_files, competition=competition, page_token=token,
+                                            page_size=page_size),
+            policy=retry, what=f"listing page {number} of {competition}", log=log or _ignore)
         yield from page.files
         token = page.next_page_token or None
         if token is None or token in seen_tokens:
             return
         seen_tokens.add(token)
+
+
+def _ignore(_: str) -> None:
+    """A log that drops its lines."""
 
 
 def http_status(exc: BaseException) -> int | None:
@@ -166,6 +220,52 @@ def access_error(status: int | None) -> UserError | None:
     if status == 403:
         return UserError(RULES_HELP)
     return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: HTTP 429 (rate limited), HTTP 5xx, or a timeout."""
+    status = http_status(exc)
+    if status is not None:
+        return status == 429 or 500 <= status <= 599
+    return any(cls.__name__ in TIMEOUT_ERROR_NAMES for cls in type(exc).__mro__)
+
+
+def describe_error(exc: BaseException) -> str:
+    """'<ExceptionClass>: <message>', with the HTTP status when the message lacks it."""
+    text = f"{type(exc).__name__}: {exc}"
+    status = http_status(exc)
+    return text if status is None or str(status) in text else f"{text} (HTTP {status})"
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """A numeric Retry-After header of the error's HTTP response, in seconds (None when absent)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After"))
+    except (TypeError, ValueError):
+        return None
+
+
+def with_retries(call: Callable[[], _T], *, policy: RetryPolicy, what: str, log: Callable[[str], None],
+                 sleep: Callable[[float], None] = time.sleep) -> _T:
+    """call(), tried again after a transient error (is_transient) as `policy` says; each retry is logged.
+
+    Other errors propagate at once; a transient error on the last try raises KaggleUnavailableError.
+    """
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == policy.attempts:
+                raise KaggleUnavailableError(what=what, attempts=attempt, last=exc) from exc
+            delay = policy.delay_s(retry=attempt, retry_after_s=retry_after_s(exc))
+            log(f"{what}: {describe_error(exc)}; retrying in {delay:.0f} s (attempt {attempt + 1} of "
+                f"{policy.attempts})")
+            sleep(delay)
+    raise AssertionError("unreachable: RetryPolicy.attempts >= 1")
 
 
 def call_kaggle(call: Callable[..., _T], /, **kwargs: object) -> _T:

@@ -8,9 +8,10 @@ What is fetched, into the layout `birdlab.data.birdclef2021` reads:
 
 Every file arrives in a staging folder, is unzipped when Kaggle wrapped it in a zip, is written to
 `<final>.part` and then renamed onto `<final>`; so a file present with a non-zero size is complete, and a
-`.part` left by an interrupted run is simply redone. One failing file is recorded and the rest continue;
-missing or rejected credentials (HTTP 401) or unaccepted competition rules (HTTP 403) stop the run with a
-`UserError` that says what to do.
+`.part` left by an interrupted run is simply redone. A transient error (HTTP 429, HTTP 5xx, a timeout) is
+retried with exponential backoff (`RetryPolicy`); one file that still fails is recorded and the rest continue;
+a listing that still fails, missing or rejected credentials (HTTP 401) or unaccepted competition rules
+(HTTP 403) stop the run with a one-line `UserError` that says what to do (a rerun resumes).
 
 The file-list logic is pure functions over the small `KaggleClient` protocol of `birdlab.data.kaggle_client`, whose
 `KaggleApiClient` (over the official `kaggle` package) is what users run; tests drive the same code with a fake.
@@ -39,12 +40,17 @@ from birdlab.data.birdclef2021 import (
 )
 from birdlab.data.kaggle_client import (
     COMPETITION,
+    DEFAULT_RETRY_POLICY,
     LIST_PAGE_SIZE,
     KaggleApiClient,
     KaggleClient,
+    KaggleUnavailableError,
     RemoteFile,
+    RetryPolicy,
     call_kaggle,
+    describe_error,
     iter_listing,
+    with_retries,
 )
 from birdlab.data.species import load_species
 from birdlab.errors import DataFormatError, UserError
@@ -55,6 +61,10 @@ DOWNLOAD_WORKERS = 4
 PART_SUFFIX = ".part"
 STAGING_DIR = ".kaggle-staging"
 """Folder under dest where the client drops each download before it is unzipped/renamed into place."""
+
+
+def _print_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def connect_kaggle() -> KaggleClient:
@@ -152,28 +162,34 @@ def is_soundscape_name(name: str) -> bool:
     return True
 
 
-def soundscape_names(listing: Iterable[RemoteFile], *, audio_ids: Iterable[int] = ()) -> tuple[str, ...]:
+def _soundscape_id_of(name: str) -> str:
+    return parse_soundscape_name(Path(PurePosixPath(name).name)).soundscape_id
+
+
+def soundscape_names(listing: Iterable[RemoteFile], *, soundscape_ids: Iterable[str] = ()) -> tuple[str, ...]:
     """The train_soundscapes/ files of a (lazy) listing, sorted.
 
-    audio_ids: those of train_soundscape_labels.csv; once a file for each has been seen, the rest of the
-    listing is not read (listing all ~63k files of BirdCLEF 2021 takes hundreds of requests). Empty: read all.
+    soundscape_ids: '<audio_id>_<site>' of the rows of train_soundscape_labels.csv; once a file for each has
+    been seen, the rest of the listing is not read (listing all ~63k files of BirdCLEF 2021 takes hundreds of
+    requests). Empty: read all.
     """
-    wanted = set(audio_ids)
+    wanted = set(soundscape_ids)
+    stop_when_found = bool(wanted)
     found = set()
     for remote in listing:
         if not is_soundscape_name(remote.name):
             continue
         found.add(remote.name)
-        wanted.discard(parse_soundscape_name(Path(PurePosixPath(remote.name).name)).audio_id)
-        if audio_ids and not wanted:
+        wanted.discard(_soundscape_id_of(remote.name))
+        if stop_when_found and not wanted:
             break
     return tuple(sorted(found))
 
 
-def missing_audio_ids(names: Iterable[str], *, audio_ids: Iterable[int]) -> tuple[int, ...]:
-    """audio_ids (from the labels CSV) with no soundscape file among names."""
-    have = {parse_soundscape_name(Path(PurePosixPath(n).name)).audio_id for n in names}
-    return tuple(sorted(set(audio_ids) - have))
+def missing_soundscape_ids(names: Iterable[str], *, soundscape_ids: Iterable[str]) -> tuple[str, ...]:
+    """Soundscape ids (from the labels CSV) with no soundscape file among names."""
+    have = {_soundscape_id_of(n) for n in names}
+    return tuple(sorted(set(soundscape_ids) - have))
 
 
 def is_present(dest: Path, name: str) -> bool:
@@ -208,20 +224,26 @@ def _unzip_one(archive: Path, *, file_name: str, out: Path) -> None:
         raise OSError(f"the zip Kaggle sent for {file_name} is corrupt ({exc})") from None
 
 
-def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path, staging: Path | None = None) -> int:
+def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path, staging: Path | None = None,
+               retry: RetryPolicy = DEFAULT_RETRY_POLICY, log: Callable[[str], None] = _print_stderr) -> int:
     """Download one competition file to dest/name via a staging folder and dest/name.part; returns its size.
 
-    staging: an empty folder of this download alone (default dest/.kaggle-staging/0), removed afterwards.
-    The final name appears only by an atomic rename of a complete, non-empty file.
+    staging: an empty folder of this download alone (default dest/.kaggle-staging/0), emptied before each try
+    and removed afterwards. A transient error is retried as `retry` says (each retry logged), then raised as
+    KaggleUnavailableError. The final name appears only by an atomic rename of a complete, non-empty file.
     """
     final = dest / name
     part = final.with_name(final.name + PART_SUFFIX)
     staging = staging or dest / STAGING_DIR / "0"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     final.parent.mkdir(parents=True, exist_ok=True)
+
+    def attempt() -> Path:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return call_kaggle(client.download_file, competition=competition, file_name=name, dest_dir=staging)
+
     try:
-        arrived = call_kaggle(client.download_file, competition=competition, file_name=name, dest_dir=staging)
+        arrived = with_retries(attempt, policy=retry, what=name, log=log)
         part.unlink(missing_ok=True)
         if _is_zip_wrapper(arrived, file_name=name):
             _unzip_one(arrived, file_name=name, out=part)
@@ -242,7 +264,7 @@ def fetch_file(client: KaggleClient, *, competition: str, name: str, dest: Path,
 
 
 def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, dest: Path, tally: _Tally,
-               log: Callable[[str], None], refresh: bool = False, workers: int = 1) -> None:
+               log: Callable[[str], None], retry: RetryPolicy, refresh: bool = False, workers: int = 1) -> None:
     """Fetch each missing name with `workers` parallel downloads; a failure is recorded and the rest go on.
 
     An access error (UserError) or an interrupt cancels what has not started and is re-raised once the
@@ -258,7 +280,7 @@ def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kaggle-download") as pool:
         futures = {
             pool.submit(fetch_file, client, competition=competition, name=name, dest=dest,
-                        staging=dest / STAGING_DIR / str(i)): (i, name)
+                        staging=dest / STAGING_DIR / str(i), retry=retry, log=log): (i, name)
             for i, name in enumerate(todo)
         }
         try:
@@ -269,7 +291,8 @@ def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, 
                 except UserError:
                     raise
                 except Exception as exc:
-                    failure = FailedFile(name=name, reason=f"{type(exc).__name__}: {exc}")
+                    reason = str(exc) if isinstance(exc, KaggleUnavailableError) else f"{type(exc).__name__}: {exc}"
+                    failure = FailedFile(name=name, reason=reason)
                     outcomes.append((i, name, failure))
                     log(f"[{done}/{len(todo)}] {name}: FAILED ({failure.reason})")
                     continue
@@ -291,10 +314,6 @@ def _fetch_all(client: KaggleClient, names: Sequence[str], *, competition: str, 
 # --- the job -------------------------------------------------------------------------------------------------
 
 
-def _print_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def download_subset(
     *,
     dest: str | Path,
@@ -306,19 +325,23 @@ def download_subset(
     list_page_size: int = LIST_PAGE_SIZE,
     workers: int = DOWNLOAD_WORKERS,
     log: Callable[[str], None] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> DownloadReport:
     """Fetch the subset of BirdCLEF 2021 named by species_csv into dest (see the module docstring).
 
     species_csv: default data/brittany_species.csv. client: default the real Kaggle client (needs credentials).
     refresh_metadata: download the two metadata CSVs again even when present.
     workers: parallel file downloads.
-    log: one line per downloaded/failed file (default: stderr).
-    Raises UserError for missing/rejected credentials, unaccepted rules, or metadata that cannot be fetched.
+    log: one line per downloaded/failed/retried file (default: stderr).
+    retry: how transient errors (HTTP 429, 5xx, timeouts) are retried (default DEFAULT_RETRY_POLICY).
+    Raises UserError for missing/rejected credentials, unaccepted rules, or metadata or a listing that cannot
+    be fetched; files already downloaded are kept, so a rerun resumes.
     """
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     dest = Path(dest)
     log = log or _print_stderr
+    retry = retry or DEFAULT_RETRY_POLICY
     species = load_species(species_csv or paths.BRITTANY_SPECIES_CSV)
     codes = tuple(s.ebird_code for s in species)
     dest.mkdir(parents=True, exist_ok=True)
@@ -326,7 +349,8 @@ def download_subset(
     tally = _Tally()
 
     metadata = METADATA_FILES if soundscapes else (METADATA_CSV,)
-    _fetch_all(client, metadata, competition=competition, dest=dest, tally=tally, log=log, refresh=refresh_metadata)
+    _fetch_all(client, metadata, competition=competition, dest=dest, tally=tally, log=log, retry=retry,
+               refresh=refresh_metadata)
     if tally.failed:
         reasons = "; ".join(f"{f.name}: {f.reason}" for f in tally.failed)
         raise UserError(f"could not fetch the metadata into {dest} ({reasons}); nothing else was downloaded, "
@@ -336,18 +360,23 @@ def download_subset(
     recordings = dataset.recordings()
     planned = list(metadata) + list(short_audio_names(recordings, species_codes=codes))
     if soundscapes:
-        audio_ids = sorted({row.audio_id for row in dataset.soundscape_rows()})
+        scape_ids = sorted({row.soundscape_id for row in dataset.soundscape_rows()})
         log(f"listing the files of {competition} to find {SOUNDSCAPES_DIR}/ ...")
-        listing = iter_listing(client, competition=competition, page_size=list_page_size)
-        found = soundscape_names(listing, audio_ids=audio_ids)
+        listing = iter_listing(client, competition=competition, page_size=list_page_size, retry=retry, log=log)
+        try:
+            found = soundscape_names(listing, soundscape_ids=scape_ids)
+        except (KaggleUnavailableError, OSError) as exc:  # OSError: requests' connection errors, among others
+            reason = str(exc) if isinstance(exc, KaggleUnavailableError) else describe_error(exc)
+            raise UserError(f"listing the files of {competition} failed: {reason}; the files already in {dest} "
+                            "are kept, rerun the same command later to resume") from None
         planned += found
-        for audio_id in missing_audio_ids(found, audio_ids=audio_ids):
-            tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{audio_id}_*.ogg",
-                                           reason=f"audio_id {audio_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
+        for scape_id in missing_soundscape_ids(found, soundscape_ids=scape_ids):
+            tally.failed.append(FailedFile(name=f"{SOUNDSCAPES_DIR}/{scape_id}_*.ogg",
+                                           reason=f"soundscape {scape_id} of {SOUNDSCAPE_LABELS_CSV} is not in "
                                                   "the competition's file listing"))
     wanted = planned[len(metadata):]
     log(f"{len(wanted)} audio files in the subset, {sum(not is_present(dest, n) for n in wanted)} to download")
-    _fetch_all(client, wanted, competition=competition, dest=dest, tally=tally, log=log, workers=workers)
+    _fetch_all(client, wanted, competition=competition, dest=dest, tally=tally, log=log, retry=retry, workers=workers)
 
     return DownloadReport(
         dest=dest,

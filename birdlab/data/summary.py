@@ -120,14 +120,19 @@ class LabelTimeline:
         return int(np.sum(~self.presence.any(axis=0)))
 
 
-def label_timeline(rows: Iterable[SoundscapeRow], *, audio_id: int, codes: Sequence[str]) -> LabelTimeline:
-    """The label timeline of soundscape `audio_id`; labels outside `codes` are ignored.
+def label_timeline(rows: Iterable[SoundscapeRow], *, audio_id: int, codes: Sequence[str],
+                   site: str | None = None) -> LabelTimeline:
+    """The label timeline of soundscape (`audio_id`, `site`); labels outside `codes` are ignored.
 
-    Raises ValueError when no row belongs to `audio_id`.
+    site: needed only when rows of two sites share `audio_id`.
+    Raises ValueError when no row belongs to it, or when `site` is None and two sites share `audio_id`.
     """
-    mine = sorted((r for r in rows if r.audio_id == audio_id), key=lambda r: r.seconds)
+    mine = sorted((r for r in rows if r.audio_id == audio_id and site in (None, r.site)), key=lambda r: r.seconds)
     if not mine:
-        raise ValueError(f"no soundscape label row has audio_id {audio_id}")
+        raise ValueError(f"no soundscape label row has audio_id {audio_id}" + (f" at site {site}" if site else ""))
+    sites = sorted({r.site for r in mine})
+    if len(sites) > 1:
+        raise ValueError(f"audio_id {audio_id} is used at sites {', '.join(sites)}; pass site=")
     index = {code: i for i, code in enumerate(codes)}
     presence = np.zeros((len(codes), len(mine)), dtype=bool)
     for w, row in enumerate(mine):

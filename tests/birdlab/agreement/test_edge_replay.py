@@ -125,10 +125,12 @@ def test_differences_from_lab_counts_cells():
 
 
 def test_choose_soundscape_prefers_the_runs_test_soundscape(dataset, tmp_path):
-    only = next(iter(dataset.soundscapes()))
-    (tmp_path / "metrics.json").write_text(json.dumps({"test_soundscapes": [only]}), encoding="utf-8")
-    assert edge_replay.choose_soundscape(dataset, run_dir=tmp_path).audio_id == only
+    only = next(iter(dataset.soundscapes().values()))
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_soundscapes": [only.soundscape_id]}), encoding="utf-8")
+    assert edge_replay.choose_soundscape(dataset, run_dir=tmp_path) == only
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_soundscapes": [only.audio_id]}), encoding="utf-8")
+    assert edge_replay.choose_soundscape(dataset, run_dir=tmp_path) == only, "older runs wrote bare audio ids"
     (tmp_path / "metrics.json").write_text(json.dumps({"test_soundscapes": [999]}), encoding="utf-8")
-    assert edge_replay.choose_soundscape(dataset, run_dir=tmp_path).audio_id == only, "unknown ids fall back"
+    assert edge_replay.choose_soundscape(dataset, run_dir=tmp_path) == only, "unknown ids fall back"
     with pytest.raises(UserError, match="no soundscape"):
         edge_replay.choose_soundscape(BirdCLEF2021(tmp_path), run_dir=tmp_path)

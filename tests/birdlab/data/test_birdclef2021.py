@@ -9,8 +9,10 @@ from birdlab.data.birdclef2021 import (
     METADATA_COLUMNS,
     BirdCLEF2021,
     SoundscapeRow,
+    find_missing_audio,
     parse_soundscape_name,
     read_soundscape_labels,
+    resolve_soundscape_id,
 )
 from birdlab.data.species import BRITTANY_BOX, SpeciesFilter, birdclef2021_codes, load_species
 from birdlab.errors import DataFormatError
@@ -38,7 +40,7 @@ def test_reads_the_synthetic_dataset(synthetic_quick):
     assert [r.seconds for r in rows] == [5, 10, 15, 20, 25, 30]
     assert any(r.is_nocall for r in rows)
     scapes = dataset.soundscapes()
-    assert set(scapes) == {r.audio_id for r in rows}
+    assert set(scapes) == {r.soundscape_id for r in rows} == {f"{r.audio_id}_{r.site}" for r in rows}
     assert all(rows[0].row_id == f"{r.audio_id}_{r.site}_{r.seconds}" for r in rows[:1])
 
 
@@ -137,3 +139,87 @@ def test_missing_audio_is_reported_by_the_summary(synthetic_quick, tmp_path):
     summary = summarize_dataset(copy)
     assert summary.missing_audio == 1 and summary.recordings == 12
     assert "1 recording(s) listed in the metadata have no audio file" in summary.to_text()
+
+
+# --- robustness: soundscape ids, stray files, missing audio ---------------------------------------------------
+
+
+def test_soundscapes_with_one_audio_id_at_two_sites_do_not_collide(tmp_path):
+    folder = tmp_path / "train_soundscapes"
+    folder.mkdir()
+    for name in ("7019_COR_20190904.ogg", "7019_SSW_20170429.ogg", "10534_SSW_20170429.ogg"):
+        (folder / name).write_bytes(b"OggS")
+    (tmp_path / "train_soundscape_labels.csv").write_text(
+        "row_id,site,audio_id,seconds,birds\n7019_COR_5,COR,7019,5,cangoo\n7019_SSW_5,SSW,7019,5,nocall\n")
+
+    scapes = BirdCLEF2021(tmp_path).soundscapes()
+
+    assert sorted(scapes) == ["10534_SSW", "7019_COR", "7019_SSW"]
+    assert scapes["7019_COR"].path.name == "7019_COR_20190904.ogg"
+    assert scapes["7019_SSW"].path.name == "7019_SSW_20170429.ogg"
+    rows = BirdCLEF2021(tmp_path).soundscape_rows()
+    assert [scapes[r.soundscape_id].site for r in rows] == ["COR", "SSW"]
+
+
+def test_a_bare_audio_id_resolves_only_when_one_site_uses_it():
+    known = ["7019_COR", "7019_SSW", "10534_SSW"]
+    assert resolve_soundscape_id("7019_SSW", known=known) == "7019_SSW"
+    assert resolve_soundscape_id(10534, known=known) == "10534_SSW"
+    assert resolve_soundscape_id("10534", known=known) == "10534_SSW"
+    assert resolve_soundscape_id(999, known=known) is None
+    with pytest.raises(ValueError, match="audio_id 7019 names 2 soundscapes"):
+        resolve_soundscape_id(7019, known=known)
+
+
+def test_stray_files_in_train_soundscapes_are_skipped_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "train_soundscapes"
+    folder.mkdir()
+    (folder / "10534_SSW_20170429.ogg").write_bytes(b"OggS")
+    strays = ("10534_SSW_20170429.ogg.part", "README.txt", "notes.ogg", "soundscape_1_COR.ogg")
+    for name in strays:
+        (folder / name).write_bytes(b"x")
+    (folder / "subfolder").mkdir()
+    dataset = BirdCLEF2021(tmp_path)
+
+    with caplog.at_level("WARNING", logger="birdlab.data"):
+        scapes = dataset.soundscapes()
+
+    assert list(scapes) == ["10534_SSW"]
+    assert sorted(p.name for p in dataset.stray_soundscape_files) == sorted(strays)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "skipped 4 file(s) not named <audio_id>_<site>_<YYYYMMDD>.ogg" in message
+    assert all(name in message for name in strays)
+
+
+def test_two_files_of_one_soundscape_keep_the_first_and_warn(tmp_path, caplog):
+    folder = tmp_path / "train_soundscapes"
+    folder.mkdir()
+    for name in ("7019_COR_20190904.ogg", "7019_COR_20190905.ogg"):
+        (folder / name).write_bytes(b"OggS")
+
+    with caplog.at_level("WARNING", logger="birdlab.data"):
+        scapes = BirdCLEF2021(tmp_path).soundscapes()
+
+    assert scapes["7019_COR"].date == "20190904" and len(scapes) == 1
+    assert "7019_COR_20190905.ogg is skipped, 7019_COR_20190904.ogg already holds soundscape 7019_COR" in caplog.text
+
+
+def test_missing_audio_is_counted_and_named_by_the_reader(synthetic_quick, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_quick, copy)
+    recordings = BirdCLEF2021(copy).recordings()
+    for victim in recordings[:7]:
+        victim.audio_path.unlink()
+    names = [f"{r.primary_label}/{r.filename}" for r in recordings[:7]]
+
+    missing = BirdCLEF2021(copy).missing_audio
+
+    assert (missing.listed, missing.count, missing.missing) == (12, 7, tuple(names))
+    assert missing.describe() == ("7 of 12 recording(s) listed in train_metadata.csv have no audio file under "
+                                  f"train_short_audio/ and were left out: {', '.join(names[:5])} ... and 2 more")
+    assert missing.to_dict() == {"listed": 12, "missing": 7, "first_missing": names[:5]}
+    one_species = [r for r in recordings if r.primary_label == recordings[6].primary_label]
+    subset = find_missing_audio(one_species)
+    expected = [f"{r.primary_label}/{r.filename}" for r in one_species if r in recordings[:7]]
+    assert subset.listed == len(one_species) and list(subset.missing) == expected and 0 < len(expected) < 3
+    assert BirdCLEF2021(synthetic_quick).missing_audio.describe() == ""

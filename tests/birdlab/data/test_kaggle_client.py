@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import requests
 
-from birdlab.data.kaggle_client import RULES_URL, KaggleApiClient, http_status
+from birdlab.data.kaggle_client import RULES_URL, KaggleApiClient, RetryPolicy, http_status
 from birdlab.data.kaggle_download import download_subset
 from birdlab.data.species import load_species
 from birdlab.errors import UserError
@@ -44,7 +44,14 @@ class StandIn:
     files: dict[str, bytes]
     zipped: frozenset[str] = frozenset()
     forbidden: bool = False
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    """HTTP statuses answered, once each in order, to the next requests of 'ListDataFiles', 'DownloadDataFile'
+    or 'storage' (the file transfer itself); 429 comes with Retry-After: 0."""
     seen: list[str] = field(default_factory=list)
+
+    def next_failure(self, route: str) -> int | None:
+        pending = self.failures.get(route)
+        return pending.pop(0) if pending else None
 
 
 def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
@@ -76,6 +83,10 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
                                                                  "you'll be able to download files."})
             if request.get("competitionName") != "birdclef-2021":
                 return self._json(404, {"code": 404, "message": "Competition not found"})
+            status = stand_in.next_failure(path.rsplit("/", 1)[-1])
+            if status is not None:
+                return self._send(status, json.dumps({"code": status, "message": "try again later"}).encode(),
+                                  content_type="application/json", headers={"Retry-After": "0"})
             if path.endswith("/competitions.CompetitionApiService/ListDataFiles"):
                 names = list(stand_in.files)
                 start, size = int(request.get("pageToken") or 0), int(request["pageSize"])
@@ -95,6 +106,9 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             stand_in.seen.append(f"GET {path}")
             name = path.removeprefix("/storage/")
+            status = stand_in.next_failure("storage")
+            if status is not None:
+                return self._send(status, b"upstream unavailable", content_type="text/plain")
             if name.endswith(".zip") and name[:-4] in stand_in.zipped:
                 buffer = io.BytesIO()
                 with zipfile.ZipFile(buffer, "w") as z:
@@ -173,6 +187,39 @@ def test_the_real_client_downloads_the_subset_over_http(tmp_path, stand_in):
     posts = [s for s in stand_in.seen if s.startswith("POST")]
     assert posts.count("POST ListDataFiles") == 2  # pages of 2; the soundscape is on page 2, then it stops
     assert f"GET /storage/{SOUNDSCAPE}.zip" in stand_in.seen
+
+
+def test_the_real_client_retries_rate_limits_and_server_errors(tmp_path, stand_in):
+    stand_in.failures = {"ListDataFiles": [429, 503], "DownloadDataFile": [500], "storage": [502]}
+    dest = tmp_path / "raw"
+    lines: list[str] = []
+
+    report = download_subset(dest=dest, client=local_client(tmp_path), list_page_size=2, log=lines.append,
+                             retry=RetryPolicy(attempts=3, base_delay_s=0.0))
+
+    assert report.failed == () and len(report.downloaded) == 5
+    assert (dest / SOUNDSCAPE).read_bytes() == stand_in.files[SOUNDSCAPE]
+    posts = [s for s in stand_in.seen if s.startswith("POST")]
+    assert posts.count("POST ListDataFiles") == 2 + 2  # two pages, the first asked three times
+    assert sum("retrying in 0 s" in line for line in lines) == 4
+    assert any(line.startswith("listing page 1 of birdclef-2021: HTTPError: try again later (HTTP 429)")
+               for line in lines), lines
+
+
+def test_the_real_client_gives_up_on_a_file_after_the_last_attempt(tmp_path, stand_in):
+    name = f"train_short_audio/{SUBSET[0]}/XC1.ogg"
+    dest = tmp_path / "raw"
+    download_subset(dest=dest, client=local_client(tmp_path), log=lambda _: None, soundscapes=False,
+                    retry=RetryPolicy(attempts=1))
+    (dest / name).unlink()
+    stand_in.failures = {"DownloadDataFile": [503, 503]}
+
+    report = download_subset(dest=dest, client=local_client(tmp_path), log=lambda _: None, soundscapes=False,
+                             retry=RetryPolicy(attempts=2, base_delay_s=0.0))
+
+    assert [f.name for f in report.failed] == [name] and "503" in report.failed[0].reason
+    assert "gave up after 2 attempts" in report.failed[0].reason
+    assert not (dest / name).exists()
 
 
 def test_the_real_client_reports_unaccepted_rules(tmp_path, stand_in):

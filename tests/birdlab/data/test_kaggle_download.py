@@ -23,7 +23,15 @@ import requests
 
 from birdlab.cli import main
 from birdlab.data import kaggle_download
-from birdlab.data.kaggle_client import RULES_URL, FilePage, RemoteFile, find_arrival
+from birdlab.data.kaggle_client import (
+    RULES_URL,
+    FilePage,
+    KaggleUnavailableError,
+    RemoteFile,
+    RetryPolicy,
+    find_arrival,
+    with_retries,
+)
 from birdlab.data.kaggle_download import (
     PART_SUFFIX,
     STAGING_DIR,
@@ -57,10 +65,14 @@ class FakeKaggle:
     """In-memory competition: a paged listing and single-file downloads written like the kaggle package."""
 
     def __init__(self, files: dict[str, bytes], *, zipped: frozenset[str] = frozenset(),
-                 errors: dict[str, BaseException] | None = None) -> None:
+                 errors: dict[str, BaseException] | None = None,
+                 flaky: dict[str, list[BaseException]] | None = None) -> None:
         self.files = files
         self.zipped = zipped
         self.errors = errors or {}
+        """Raised on every request of that name ('<listing>' = every listing page)."""
+        self.flaky = flaky or {}
+        """Raised once each, in order, on the first requests of that name; then it works."""
         self.requested: list[str] = []
         self.list_tokens: list[str | None] = []
 
@@ -69,6 +81,8 @@ class FakeKaggle:
         self.list_tokens.append(page_token)
         if "<listing>" in self.errors:
             raise self.errors["<listing>"]
+        if self.flaky.get("<listing>"):
+            raise self.flaky["<listing>"].pop(0)
         names = list(self.files)
         start = int(page_token or 0)
         end = start + page_size
@@ -79,6 +93,9 @@ class FakeKaggle:
         self.requested.append(file_name)
         if file_name in self.errors:
             raise self.errors[file_name]
+        if self.flaky.get(file_name):
+            (dest_dir / "half-written.ogg").write_bytes(b"x")  # what a dropped transfer may leave
+            raise self.flaky[file_name].pop(0)
         if file_name not in self.files:
             raise http_error(404)
         out = dest_dir / file_name
@@ -131,6 +148,10 @@ def competition(rng: np.random.Generator) -> tuple[dict[str, bytes], list[str]]:
 
 def quiet(_: str) -> None:
     """A log that drops progress lines."""
+
+
+NO_WAIT = RetryPolicy(attempts=3, base_delay_s=0.0)
+"""Retries without waiting (tests never sleep)."""
 
 
 # --- the file list -------------------------------------------------------------------------------------------
@@ -265,7 +286,7 @@ def test_a_labelled_soundscape_missing_from_the_listing_is_reported(tmp_path, co
 
     report = download_subset(dest=tmp_path, client=FakeKaggle(files), log=quiet)
 
-    assert [f.name for f in report.failed] == ["train_soundscapes/7019_*.ogg"]
+    assert [f.name for f in report.failed] == ["train_soundscapes/7019_COR_*.ogg"]
     assert "not in the competition's file listing" in report.failed[0].reason
     assert (tmp_path / SOUNDSCAPES[0]).is_file()
 
@@ -367,10 +388,10 @@ def test_metadata_that_cannot_be_fetched_is_a_user_error(tmp_path, competition):
     files, _ = competition
     fake = FakeKaggle(files, errors={"train_metadata.csv": http_error(500)})
 
-    with pytest.raises(UserError, match="could not fetch the metadata"):
-        download_subset(dest=tmp_path, client=fake, log=quiet)
+    with pytest.raises(UserError, match="could not fetch the metadata.*gave up after 3 attempts.*rerun"):
+        download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
 
-    assert fake.requested == ["train_metadata.csv", "train_soundscape_labels.csv"]
+    assert fake.requested == ["train_metadata.csv"] * NO_WAIT.attempts + ["train_soundscape_labels.csv"]
 
 
 def test_missing_credentials_give_the_setup_message(tmp_path):
@@ -426,11 +447,13 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
     files, subset_audio = competition
     fake = FakeKaggle(files, errors={subset_audio[0]: TimeoutError("read timed out")})
     monkeypatch.setattr(kaggle_download, "connect_kaggle", lambda: fake)
+    monkeypatch.setattr(kaggle_download, "DEFAULT_RETRY_POLICY", NO_WAIT)
     dest = tmp_path / "raw"
 
     assert main(["data", "download", "--dest", str(dest)]) == 1
     out = capsys.readouterr()
-    assert f"FAILED {subset_audio[0]}: TimeoutError: read timed out" in out.out
+    assert f"FAILED {subset_audio[0]}: TimeoutError: read timed out (gave up after 3 attempts)" in out.out
+    assert fake.requested.count(subset_audio[0]) == NO_WAIT.attempts
     assert f"{subset_audio[1]} (" in out.err  # progress lines go to stderr
 
     fake.errors.clear()
@@ -452,3 +475,130 @@ def test_cli_download_with_a_fake_client(tmp_path, competition, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: Kaggle refused access") and RULES_URL in err
     assert "Traceback" not in err
+
+
+# --- transient errors: retried with backoff, then one line that says a rerun resumes --------------------------
+
+
+@pytest.mark.parametrize("error", [http_error(429), http_error(503), http_error(500), TimeoutError("read timed out"),
+                                   requests.ReadTimeout("read timed out"), requests.ConnectTimeout("timed out")])
+def test_a_transient_error_on_a_file_is_retried_and_the_file_arrives(tmp_path, competition, error):
+    files, subset_audio = competition
+    flaky = subset_audio[0]
+    fake = FakeKaggle(files, flaky={flaky: [error, error]})
+    lines: list[str] = []
+
+    report = download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=lines.append)
+
+    assert report.failed == () and fake.requested.count(flaky) == 3
+    assert (tmp_path / flaky).read_bytes() == files[flaky]
+    assert sum(line.startswith(f"{flaky}: ") and "retrying in 0 s (attempt" in line for line in lines) == 2
+    assert not (tmp_path / STAGING_DIR).exists()
+
+
+def test_a_file_that_stays_unavailable_is_recorded_after_every_attempt_and_the_rest_arrive(tmp_path, competition):
+    files, subset_audio = competition
+    down = subset_audio[1]
+    fake = FakeKaggle(files, errors={down: http_error(503)})
+
+    report = download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
+
+    assert fake.requested.count(down) == NO_WAIT.attempts
+    assert [f.name for f in report.failed] == [down]
+    assert report.failed[0].reason == "HTTPError: 503 Client Error (gave up after 3 attempts)"
+    assert all((tmp_path / n).is_file() for n in (*subset_audio, *SOUNDSCAPES) if n != down)
+    assert "rerun the same command to retry the failed files" in report.describe()
+
+
+@pytest.mark.parametrize("error", [http_error(404), requests.ConnectionError("connection reset by peer")])
+def test_errors_that_are_not_transient_are_not_retried(tmp_path, competition, error):
+    files, subset_audio = competition
+    fake = FakeKaggle(files, errors={subset_audio[0]: error})
+
+    report = download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
+
+    assert fake.requested.count(subset_audio[0]) == 1 and [f.name for f in report.failed] == [subset_audio[0]]
+
+
+def test_a_listing_page_that_fails_transiently_is_fetched_again(tmp_path, competition):
+    files, _ = competition
+    fake = FakeKaggle(files, flaky={"<listing>": [http_error(502), TimeoutError("read timed out")]})
+
+    report = download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
+
+    assert fake.list_tokens[:3] == [None, None, None]  # the first page, three times
+    assert report.failed == () and set(SOUNDSCAPES) <= set(report.downloaded)
+
+
+def test_a_listing_that_stays_unavailable_is_one_line_without_traceback_and_a_rerun_resumes(
+        tmp_path, competition, monkeypatch, capsys):
+    files, subset_audio = competition
+    down = FakeKaggle(files, errors={"<listing>": http_error(503)})
+    monkeypatch.setattr(kaggle_download, "connect_kaggle", lambda: down)
+    monkeypatch.setattr(kaggle_download, "DEFAULT_RETRY_POLICY", NO_WAIT)
+    dest = tmp_path / "raw"
+
+    assert main(["data", "download", "--dest", str(dest)]) == 2
+    err = capsys.readouterr().err
+    message = [line for line in err.splitlines() if line.startswith("error:")]
+    assert message == [message[-1]] and err.rstrip().endswith(message[0])
+    assert "listing the files of birdclef-2021 failed: HTTPError: 503 Client Error (gave up after 3 attempts)" in (
+        message[0])
+    assert "rerun the same command later to resume" in message[0] and "Traceback" not in err
+    assert len(down.list_tokens) == NO_WAIT.attempts
+    assert (dest / "train_metadata.csv").is_file()
+
+    up = FakeKaggle(files)
+    monkeypatch.setattr(kaggle_download, "connect_kaggle", lambda: up)
+    assert main(["data", "download", "--dest", str(dest)]) == 0
+    assert "train_metadata.csv" not in up.requested  # kept from the first run
+    assert all((dest / n).read_bytes() == files[n] for n in (*subset_audio, *SOUNDSCAPES))
+
+
+def test_a_listing_that_cannot_connect_is_one_line_too(tmp_path, competition):
+    files, _ = competition
+    fake = FakeKaggle(files, errors={"<listing>": requests.ConnectionError("connection refused")})
+
+    with pytest.raises(UserError) as excinfo:
+        download_subset(dest=tmp_path, client=fake, retry=NO_WAIT, log=quiet)
+
+    assert str(excinfo.value) == (f"listing the files of birdclef-2021 failed: ConnectionError: connection refused; "
+                                  f"the files already in {tmp_path} are kept, rerun the same command later to resume")
+    assert len(fake.list_tokens) == 1  # not a transient error: not retried
+
+
+def test_retry_policy_backs_off_exponentially_and_honours_retry_after():
+    policy = RetryPolicy(attempts=5, base_delay_s=2.0, max_delay_s=10.0)
+    assert [policy.delay_s(retry=k) for k in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+    assert policy.delay_s(retry=1, retry_after_s=7.0) == 7.0 and policy.delay_s(retry=1, retry_after_s=99) == 10.0
+    with pytest.raises(ValueError, match="attempts must be >= 1"):
+        RetryPolicy(attempts=0)
+
+    waits: list[float] = []
+    limited = http_error(429)
+    limited.response.headers["Retry-After"] = "5"
+    calls = iter([limited, http_error(503), http_error(503), http_error(503), http_error(503)])
+
+    def call() -> None:
+        raise next(calls)
+
+    with pytest.raises(KaggleUnavailableError, match="gave up after 5 attempts") as excinfo:
+        with_retries(call, policy=policy, what="x", log=quiet, sleep=waits.append)
+
+    assert waits == [5.0, 4.0, 8.0, 10.0]
+    assert excinfo.value.what == "x" and http_error(503).args == excinfo.value.last.args
+
+
+def test_soundscapes_sharing_an_audio_id_at_two_sites_are_both_fetched(tmp_path, competition):
+    files, _ = competition
+    twin = "train_soundscapes/7019_SSW_20170429.ogg"
+    files[twin] = b"another site"
+    files["train_soundscape_labels.csv"] += b"7019_SSW_5,SSW,7019,5,nocall\n"
+    listed = {n: files[n] for n in (*SOUNDSCAPES, twin, *files) if n in files}  # soundscapes first
+    fake = FakeKaggle(listed)
+
+    report = download_subset(dest=tmp_path, client=fake, list_page_size=1, log=quiet)
+
+    assert report.failed == () and {*SOUNDSCAPES, twin} <= set(report.downloaded)
+    assert fake.list_tokens == [None, "1", "2"]  # stops once each (audio_id, site) is found
+    assert (tmp_path / twin).read_bytes() == b"another site"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from birdlab.data import summary as data_summary
-from birdlab.data.birdclef2021 import BirdCLEF2021
+from birdlab.data.birdclef2021 import BirdCLEF2021, SoundscapeRow
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,13 @@ def test_label_timeline_matches_the_label_rows(dataset):
 def test_label_timeline_of_an_unknown_soundscape_is_an_error(dataset):
     with pytest.raises(ValueError, match="no soundscape label row has audio_id 1"):
         data_summary.label_timeline(dataset.soundscape_rows(), audio_id=1, codes=["x"])
+
+
+def test_label_timeline_tells_two_sites_with_one_audio_id_apart():
+    rows = [SoundscapeRow("7019_COR_5", "COR", 7019, 5, ("cangoo",)), SoundscapeRow("7019_SSW_5", "SSW", 7019, 5, ()),
+            SoundscapeRow("7019_SSW_10", "SSW", 7019, 10, ("cangoo",))]
+    cor = data_summary.label_timeline(rows, audio_id=7019, site="COR", codes=["cangoo"])
+    ssw = data_summary.label_timeline(rows, audio_id=7019, site="SSW", codes=["cangoo"])
+    assert cor.presence.tolist() == [[True]] and ssw.presence.tolist() == [[False, True]]
+    with pytest.raises(ValueError, match="audio_id 7019 is used at sites COR, SSW; pass site="):
+        data_summary.label_timeline(rows, audio_id=7019, codes=["cangoo"])

@@ -91,9 +91,10 @@ def test_split_is_seeded_stratified_and_disjoint(synthetic_quick: Path) -> None:
     _, recordings = usable_recordings(BirdCLEF2021(synthetic_quick), config=config)
     split = build_split(recordings, [7, 8, 9, 10], config=config)
     assert split == build_split(recordings, [7, 8, 9, 10], config=config)
-    assert not set(split.train_recordings) & set(split.validation_recordings)
-    assert len(split.train_recordings) + len(split.validation_recordings) == len(recordings)
+    sides = [set(split.train_recordings), set(split.validation_recordings), set(split.test_recordings)]
+    assert sum(map(len, sides)) == len(set.union(*sides)) == len(recordings)
     assert {k.split("/")[0] for k in split.validation_recordings} == {r.primary_label for r in recordings}
+    assert {k.split("/")[0] for k in split.test_recordings} == {r.primary_label for r in recordings}
     assert len(split.validation_soundscapes) == 2 and len(split.test_soundscapes) == 2
     other = build_split(recordings, [7, 8, 9, 10], config=dataclasses.replace(config, seed=config.seed + 1))
     assert other != split
