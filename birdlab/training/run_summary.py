@@ -72,6 +72,7 @@ class RunSummary:
             f"training: {self.run_info.get('epochs_run', len(self.history))} epochs in "
             f"{self.run_info.get('train_seconds', '?')} s (features {self.run_info.get('feature_seconds', '?')} s)",
             *figures,
+            *([self.run_info["missing_audio_text"]] if self.run_info.get("missing_audio_text") else []),
         ])
 
     def clip_scores_frame(self) -> pd.DataFrame:

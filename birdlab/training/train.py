@@ -283,6 +283,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
                   "test_recordings": len(data.test_recordings),
                   "noise_bank": int(len(noise_bank))},
         "skipped_audio": data.skipped,
+        "missing_audio": data.missing_audio.to_dict() if data.missing_audio is not None else None,
+        "missing_audio_text": data.missing_audio.describe() if data.missing_audio is not None else "",
     }
     run_dir.write_run_info(run_info)
 

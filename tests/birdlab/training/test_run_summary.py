@@ -28,7 +28,9 @@ def _write_run(run_dir):
     (run_dir / "config.json").write_text(json.dumps({"name": "tiny", "seed": 7, "model": {"name": "tiny"}}),
                                          encoding="utf-8")
     (run_dir / "run_info.json").write_text(json.dumps({"epochs_run": 3, "parameters": 996, "train_seconds": 1.5,
-                                                       "clips": {"train": 40, "validation": 8, "test_rows": 12}}),
+                                                       "clips": {"train": 40, "validation": 8, "test_rows": 12},
+                                                       "missing_audio_text": "2 of 50 recording(s) listed in "
+                                                                             "train_metadata.csv have no audio file"}),
                                            encoding="utf-8")
     (run_dir / "history.csv").write_text("epoch,loss,pr_auc,val_loss,val_pr_auc\n0,0.9,0.4,0.8,0.3\n1,0.7,0.5,0.75,0.4\n"
                                          "2,0.6,0.6,0.74,0.45\n", encoding="utf-8")
@@ -46,6 +48,7 @@ def test_summary_reads_every_file(summary):
     text = summary.describe()
     assert "preset tiny" in text and "996 parameters" in text and "40 training clips" in text
     assert "row-wise micro F1 0.625 on test soundscapes at threshold 0.42" in text
+    assert "2 of 50 recording(s) listed in train_metadata.csv have no audio file" in text
 
 
 def test_per_class_frame_keeps_label_order_and_missing_values(summary):

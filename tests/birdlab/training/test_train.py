@@ -55,6 +55,7 @@ def test_run_directory_holds_the_contract(quick_runs: dict[str, Path]) -> None:
     assert {r["ebird_code"] for r in rows} == species_in_data
     info = json.loads((run / "run_info.json").read_text())
     assert info["seed"] == tiny().seed and "git_commit" in info
+    assert info["missing_audio"] == {"listed": 12, "missing": 0, "first_missing": []}
     versions = info["package_versions"]
     assert {"keras", "numpy", "librosa"} <= set(versions) and {"tensorflow", "tensorflow-cpu"} & set(versions)
     metrics = json.loads((run / "metrics.json").read_text())
