@@ -280,19 +280,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a run: row-wise micro F1 on soundscape rows, per-class AP, plots")
+    p = sub.add_parser("evaluate", help="score a run: clip-level macro AP of held-out recordings (the headline), "
+                                        "the soundscape row-wise F1 beside its baseline, plots")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `train`")
     p.add_argument("--data", type=Path, action="append", default=None,
                    help="dataset directory, repeatable (default: the ones the run was trained on)")
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
 
     def run(args: argparse.Namespace) -> int:
-        from birdlab.training.evaluate import evaluate_saved_run
+        from birdlab.training.evaluate import describe_metrics, evaluate_saved_run
 
         metrics = evaluate_saved_run(args.run, data_dir=args.data, cache_root=args.cache)
-        print(f"{args.run}: row-wise micro F1 {metrics['row_wise_micro_f1']:.3f} on {metrics['evaluated_on']} "
-              f"at threshold {metrics['threshold']:.2f} (chosen on {metrics['threshold_chosen_on']}); "
-              f"macro AP {metrics['macro_ap'] if metrics['macro_ap'] is None else round(metrics['macro_ap'], 3)}")
+        print(f"{args.run}:\n{describe_metrics(metrics)}")
         return 0
 
     p.set_defaults(handler=run)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from birdlab.data.birdclef2021 import WINDOW_SECONDS, BirdCLEF2021, Soundscape, resolve_soundscape_id
+from birdlab.data.birdclef2021 import WINDOW_SECONDS, BirdCLEF2021, Soundscape
 from birdlab.data.summary import LabelTimeline
 from birdlab.errors import UserError
 from birdlab.metrics import row_wise_micro_f1
@@ -164,15 +164,15 @@ def differences_from_lab(detected: np.ndarray, *, lab_decisions: np.ndarray) -> 
 
 
 def choose_soundscape(dataset: BirdCLEF2021, *, run_dir: str | Path) -> Soundscape:
-    """The first of the run's test soundscapes (split.json; soundscape ids or, in older runs, audio ids: never
-    trained or tuned on), else the dataset's first soundscape; UserError when the dataset has none."""
+    """The first of the run's test soundscapes (split.json: never trained or tuned on; soundscape ids, or audio ids
+    in older runs), else the dataset's first soundscape; UserError when the dataset has none."""
     soundscapes = dataset.soundscapes()
     if not soundscapes:
         raise UserError(f"{dataset.root}: no soundscape in train_soundscapes/ to replay")
     try:
-        tested = [found for value in RunDir(Path(run_dir)).read_split().test_soundscapes
-                  if (found := resolve_soundscape_id(value, known=soundscapes)) is not None]
-    except (UserError, ValueError):  # no readable split, or an ambiguous old audio id: any soundscape will do
+        split = RunDir(Path(run_dir)).read_split().with_soundscape_ids(soundscapes)
+        tested = [a for a in split.test_soundscapes if a in soundscapes]
+    except UserError:  # no readable split: any soundscape will do
         tested = []
     return soundscapes[tested[0] if tested else min(soundscapes)]
 

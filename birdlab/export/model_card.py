@@ -22,6 +22,65 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _value(value: Any) -> str:
+    return "n/a" if value is None else _fmt(float(value))
+
+
+def metrics_section(metrics: dict[str, Any]) -> list[str]:
+    """Markdown lines of the card's metrics: the headline, the clip table of held-out recordings and the soundscape
+    figure, each beside its baseline and counts (metrics.json 'headline', 'clip', 'soundscape'), then the other
+    scalar figures. A run evaluated before the headline says so."""
+    top = metrics.get("headline")
+    if top is None:
+        lines = ["**Headline:** none: metrics.json predates the headline and clip figures; re-run "
+                 "`python -m birdlab evaluate` on the run."]
+    elif top.get("metric"):
+        lines = [f"**Headline:** `{top['metric']}` = {_value(top['value'])}: {top['why']}."]
+    else:
+        lines = [f"**Headline:** none: {top['why']}."]
+    clip = metrics.get("clip")
+    lines += ["", "### Held-out recordings (clip level: max over each recording's 5-s windows)"]
+    if clip:
+        base = clip.get("baseline", {})
+        lines += [
+            f"{clip['n_recordings']} recordings never trained on ({clip.get('n_windows', '?')} windows), "
+            f"{clip.get('n_species_scored', '?')} of {len(clip['per_class'])} species with a held-out positive.",
+            "",
+            "| figure | value | trivial baseline |",
+            "|---|---|---|",
+            f"| macro AP | {_value(clip['macro_ap'])} | {_value(base.get('macro_ap'))} (random ranking) |",
+            f"| padded cmAP (BirdCLEF 2022+) | {_value(clip['padded_cmap'])} | {_value(base.get('padded_cmap'))} "
+            "(one constant score) |",
+            f"| top-1 of the primary label | {_value(clip['top1'])} | {_value(base.get('top1'))} (majority class; "
+            f"chance {_value(base.get('top1_chance'))}) |",
+            "",
+            f"Per species, precision/recall/F1 at the threshold {_value(clip.get('threshold'))}:",
+            "",
+            "| species | recordings | AP | AP baseline | precision | recall | F1 |",
+            "|---|---|---|---|---|---|---|",
+            *[f"| {code} | {row['n_positive']} | {_value(row['ap'])} | {_value(row.get('ap_baseline'))} | "
+              f"{_value(row['precision'])} | {_value(row['recall'])} | {_value(row['f1'])} |"
+              for code, row in clip["per_class"].items()],
+        ]
+    else:
+        lines.append(f"- None: {metrics.get('clip_note') or 'no held-out recordings were scored'}.")
+    scape = metrics.get("soundscape")
+    lines += ["", "### Soundscapes (BirdCLEF 2021 row-wise micro F1)"]
+    if scape:
+        lines.append(f"- {_value(scape['row_wise_micro_f1'])} on {scape['rows']} rows of the "
+                     f"{scape.get('scored_on', 'test soundscapes')}, {scape['positive_rows']} of them with a species of "
+                     f"this model; predicting nocall everywhere scores {_value(scape['nocall_baseline_f1'])}.")
+        if scape["degenerate"]:
+            lines.append(f"- **Degenerate:** fewer than {scape.get('min_positive_rows', 50)} rows hold a species of "
+                         "this model, so the figure mostly measures silence; it is never the headline.")
+    else:
+        lines.append("- None: no test soundscape rows were scored.")
+    scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    lines += ["", "### Other figures (per scored 5-s window)"]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in sorted(scalar.items())] or ["- none recorded"]
+    return lines
+
+
 def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalence_text: str, chosen: Any,
                       labels: tuple[Any, ...]) -> str:
     """The card's Markdown. run: birdlab.training.run_dir.TrainedRun; fields: the manifest fields; labels: edge_runtime Labels."""
@@ -53,9 +112,8 @@ def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalen
         *[f"| {lab.index} | {lab.ebird_code} | *{lab.scientific_name}* | {lab.common_name} |" for lab in labels],
         "",
         "## Metrics (from training, Keras model)",
+        *metrics_section(metrics),
     ]
-    scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-    lines += [f"- {k}: {_fmt(v)}" for k, v in sorted(scalar.items())] or ["- none recorded"]
     lines += ["", "## Keras vs TFLite", "```", equivalence_text, "```"]
     if chosen is not None and chosen.meets_target is False:
         lines.append(f"**Warning:** the shipped variant misses its target ({chosen.target}).")

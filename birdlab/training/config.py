@@ -45,6 +45,9 @@ class TrainConfig:
     """Crop starts are drawn with probability ~ window energy ** exponent (0 = uniform)."""
     validation_fraction: float = 0.2
     """Fraction of each species' recordings held out for validation (early stopping, threshold)."""
+    test_fraction: float = 0.2
+    """Fraction of each species' recordings held out for test, scored per recording (max over its 5-s windows;
+    a median 35-s recording gives ~7 windows); at least one per species with >= 3 recordings, 0 = none."""
     validation_soundscape_fraction: float = 0.5
     """Fraction of soundscapes used for validation; the rest are the test set that is scored."""
     secondary_label_target: float = 0.5
@@ -87,6 +90,9 @@ class TrainConfig:
         need(self.crops_per_recording >= 1, "crops_per_recording", "must be >= 1")
         need(self.crop_energy_exponent >= 0, "crop_energy_exponent", "must be >= 0")
         need(0.0 <= self.validation_fraction < 1.0, "validation_fraction", "must be in [0, 1)")
+        need(0.0 <= self.test_fraction < 1.0, "test_fraction", "must be in [0, 1)")
+        need(self.validation_fraction + self.test_fraction < 1.0, "test_fraction",
+             f"plus validation_fraction ({self.validation_fraction}) must leave recordings to train on (< 1)")
         need(0.0 <= self.validation_soundscape_fraction < 1.0, "validation_soundscape_fraction", "must be in [0, 1)")
         need(0.0 <= self.secondary_label_target <= 1.0, "secondary_label_target", "must be in [0, 1]")
         need(0.0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")

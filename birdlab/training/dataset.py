@@ -1,19 +1,22 @@
-"""Labelled 5-s clips for a run: species, the seeded split, features from the cache, targets.
+"""Labelled 5-s clips for a run: species, the seeded three-way split, features from the cache, targets.
 
-The split is by recording (stratified per primary species) and by soundscape: the
-validation recordings drive early stopping, the validation soundscapes choose the
-threshold (with the validation recordings when they have too few rows) and give their
-nocall rows to the background-noise bank, and the test soundscapes are what the run is
-scored on. It is written to the run directory as split.json so `evaluate` rebuilds the
-same sets.
+The recordings of train_short_audio are split per primary species into train / validation /
+test (see build_split): validation drives early stopping and the threshold, test recordings are
+held out and scored per recording (evaluate). A recordist's files (`author`) never sit on two
+sides when the species has enough authors (one per side; see GROUPING_BY_AUTHOR); otherwise the species falls
+back to a recording-level split, and split.json says so ('grouping'). Soundscapes are split into
+validation (threshold, background noise) and test (the soundscape figure) so that both sides get
+rows holding a subset species when at least two soundscapes have them. The split is written to the
+run directory as split.json so `evaluate` rebuilds the same sets.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,21 +51,44 @@ def recording_key(recording: Recording) -> str:
     return f"{recording.primary_label}/{recording.filename}"
 
 
+GROUPING_BY_AUTHOR = "author"
+GROUPING_FALLBACK = "recording-level fallback"
+"""split.json 'grouping' methods. A species is split by recordist when it has enough authors: at least one
+distinct author per side that gets recordings (3 when it has test and validation recordings, i.e. >= 3
+recordings); otherwise by recording, and split.json says so."""
+
+
 @dataclass(frozen=True)
 class Split:
     """Which recordings and soundscapes play which role; soundscapes by soundscape id '<audio_id>_<site>'
-    (a split.json written before soundscape ids holds bare audio ids: see with_soundscape_ids)."""
+    (a split.json written before soundscape ids holds bare audio ids: see with_soundscape_ids).
+
+    A split.json written before the three-way split has no test recordings: it loads with none (evaluate then
+    reports no clip figures and says why)."""
 
     train_recordings: tuple[str, ...]
+    """'<primary_label>/<filename>' keys (recording_key) the model is trained on."""
     validation_recordings: tuple[str, ...]
+    """Recordings for early stopping and, with the validation soundscapes, the threshold."""
     validation_soundscapes: tuple[str, ...]
+    """Soundscape ids whose rows choose the threshold and feed the background-noise bank."""
     test_soundscapes: tuple[str, ...]
+    """Soundscape ids whose rows give the soundscape figure (never trained or tuned on)."""
+    test_recordings: tuple[str, ...] = ()
+    """Held-out recordings, scored per recording as the max over their 5-s windows (the clip figures)."""
+    grouping: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per species code: {'method': 'author', 'authors': {side: n}} or {'method': 'recording-level fallback',
+    'authors': n, 'why': text}; empty in older split.json files."""
+
+    @property
+    def has_test_recordings(self) -> bool:
+        return bool(self.test_recordings)
 
     def with_soundscape_ids(self, known: Iterable[str]) -> Split:
         """The split with bare audio ids (older split.json files) resolved to the soundscape ids among `known`
         (one that names none is kept, as text, and matches nothing); TrainingDataError when one is ambiguous."""
         known = tuple(known)
-        resolved = {}
+        resolved: dict[str, Any] = {}
         for field_name in ("validation_soundscapes", "test_soundscapes"):
             try:
                 resolved[field_name] = tuple(resolve_soundscape_id(value, known=known) or str(value)
@@ -73,14 +99,19 @@ class Split:
         return replace(self, **resolved)
 
     def to_json(self) -> str:
-        return json.dumps({k: list(v) for k, v in self.__dict__.items()}, indent=2) + "\n"
+        data: dict[str, Any] = {f.name: list(getattr(self, f.name)) for f in fields(self) if f.name != "grouping"}
+        data["grouping"] = self.grouping
+        return json.dumps(data, indent=2) + "\n"
 
     @classmethod
     def load(cls, path: Path) -> Split:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{k: tuple(v) for k, v in data.items()})
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            grouping = data.pop("grouping", {})
+            if not isinstance(grouping, dict):
+                raise TypeError(f"'grouping' must be an object, got {type(grouping).__name__}")
+            return cls(**{k: tuple(v) for k, v in data.items()}, grouping=grouping)
+        except (OSError, json.JSONDecodeError, TypeError, AttributeError) as exc:
             raise TrainingDataError(f"{path}: cannot read the run's split ({exc}); re-run training") from None
 
 
@@ -129,6 +160,9 @@ class TrainingData:
     test_rows: LabelledClips
     noise_bank: np.ndarray
     """float32 dB (m, n_mels, clip_frames): nocall rows of non-test soundscapes + synthetic noise."""
+    test_recordings: list[Recording] = field(default_factory=list)
+    """The held-out test recordings (audio present); evaluate scores them per recording, a few at a time, so
+    their features are not held here."""
     skipped: list[str] = field(default_factory=list)
     """One line per audio file that could not be used."""
     missing_audio: MissingAudio | None = None
@@ -155,25 +189,116 @@ def subset_recordings(dataset: Dataset, *, config: TrainConfig) -> list[Recordin
         dataset.recordings())
 
 
-def build_split(recordings: list[Recording], soundscape_ids: list[str], *, config: TrainConfig) -> Split:
-    """Seeded split: per species, round(validation_fraction * n) recordings (>= 1 when n >= 2) go to
-    validation; floor(validation_soundscape_fraction * n) soundscapes to validation, the rest to test."""
+def side_sizes(n_recordings: int, *, config: TrainConfig) -> tuple[int, int]:
+    """(n_test, n_validation) recordings of a species with n_recordings: round(fraction * n), at least 1 each
+    while training keeps one (test needs n >= 3, validation n >= 2); 0 for a zero fraction."""
+    n_test = 0 if n_recordings < 3 or config.test_fraction == 0 else max(1, round(config.test_fraction * n_recordings))
+    left = n_recordings - n_test
+    n_val = 0 if left < 2 or config.validation_fraction == 0 else max(1, round(config.validation_fraction * n_recordings))
+    return n_test, min(n_val, left - 1)
+
+
+def _author_groups(recordings: list[Recording], rng: np.random.Generator) -> list[list[str]]:
+    """Recording keys grouped by author, groups in seeded random order; a recording without an author is a group
+    of its own."""
+    groups: dict[str, list[str]] = {}
+    for r in sorted(recordings, key=recording_key):
+        author = r.author.strip()
+        groups.setdefault(author.casefold() if author else f"\0{recording_key(r)}", []).append(recording_key(r))
+    ordered = [groups[a] for a in sorted(groups)]
+    return [ordered[i] for i in rng.permutation(len(ordered))]
+
+
+def split_by_author(groups: list[list[str]], *, n_test: int, n_validation: int) -> dict[str, list[list[str]]]:
+    """Whole author groups to 'test', 'validation' and 'train', near the target counts.
+
+    Groups are taken in the given order; a group goes to test (then validation) when it brings that side's
+    count closer to its target, else to train. A side with a target that got no group then takes the smallest
+    group of a side holding two or more (train first); with one group per side that has a target (train
+    included), every such side ends with at least one.
+    """
+    sides: dict[str, list[list[str]]] = {"test": [], "validation": [], "train": []}
+    targets = {"test": n_test, "validation": n_validation}
+    for group in groups:
+        for side, target in targets.items():
+            count = sum(map(len, sides[side]))
+            if abs(count + len(group) - target) < abs(count - target):
+                sides[side].append(group)
+                break
+        else:
+            sides["train"].append(group)
+    for side, target in targets.items():
+        donors = [(len(g), order, donor, g) for order, donor in enumerate(("train", "test", "validation"))
+                  if target and not sides[side] and donor != side and len(sides[donor]) > 1
+                  for g in sides[donor]]
+        if donors:
+            _, _, donor, smallest = min(donors, key=lambda d: (d[0], d[1]))
+            sides[donor].remove(smallest)
+            sides[side].append(smallest)
+    return sides
+
+
+def _split_species(recordings: list[Recording], *, config: TrainConfig, rng: np.random.Generator
+                   ) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """One species' recordings by side, and its split.json 'grouping' entry."""
+    n_test, n_val = side_sizes(len(recordings), config=config)
+    groups = _author_groups(recordings, rng)
+    needed = 1 + (n_test > 0) + (n_val > 0)
+    n_authors = len({r.author.strip().casefold() for r in recordings if r.author.strip()})
+    if n_authors >= needed:
+        sides = split_by_author(groups, n_test=n_test, n_validation=n_val)
+        keys = {side: sorted(k for g in found for k in g) for side, found in sides.items()}
+        return keys, {"method": GROUPING_BY_AUTHOR, "authors": {side: len(found) for side, found in sides.items()},
+                      "recordings": {side: len(k) for side, k in keys.items()}}
+    flat = sorted(k for g in groups for k in g)
+    flat = [flat[i] for i in rng.permutation(len(flat))]
+    keys = {"test": flat[:n_test], "validation": flat[n_test:n_test + n_val], "train": flat[n_test + n_val:]}
+    return keys, {"method": GROUPING_FALLBACK, "authors": n_authors,
+                  "why": f"{n_authors} author(s) for {needed} sides: one recordist's files may sit on two sides",
+                  "recordings": {side: len(k) for side, k in keys.items()}}
+
+
+def split_soundscapes(soundscape_ids: list[str], *, positive: set[str], config: TrainConfig,
+                      rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """(validation, test) soundscape ids: floor(validation_soundscape_fraction * n) to validation, the rest to test.
+
+    Soundscapes with rows holding a subset species (`positive`) are dealt out first so that both sides get one
+    when at least two have them (with one, it goes to test: the soundscape figure needs its rows).
+    """
+    n_val = int(np.floor(config.validation_soundscape_fraction * len(soundscape_ids)))
+    with_birds = [i for i in sorted(soundscape_ids) if i in positive]
+    without = [i for i in sorted(soundscape_ids) if i not in positive]
+    with_birds = [with_birds[i] for i in rng.permutation(len(with_birds))]
+    without = [without[i] for i in rng.permutation(len(without))]
+    n_val_birds = int(np.floor(config.validation_soundscape_fraction * len(with_birds)))
+    if len(with_birds) >= 2 and n_val >= 1:
+        n_val_birds = min(max(n_val_birds, 1), len(with_birds) - 1, n_val)
+    n_val_birds = min(n_val_birds, n_val)
+    n_val_without = min(n_val - n_val_birds, len(without))
+    validation = with_birds[:n_val_birds] + without[:n_val_without]
+    test = with_birds[n_val_birds:] + without[n_val_without:]
+    return sorted(validation), sorted(test)
+
+
+def build_split(recordings: list[Recording], soundscape_ids: list[str], *, config: TrainConfig,
+                positive_soundscapes: Iterable[str] = ()) -> Split:
+    """The seeded three-way split: per species, side_sizes(n) recordings to test and validation, by author when
+    the species has enough of them (split_by_author), else by recording; soundscapes by split_soundscapes."""
     rng = np.random.default_rng([config.seed, 11])
-    by_species: dict[str, list[str]] = {}
+    by_species: dict[str, list[Recording]] = {}
     for r in recordings:
-        by_species.setdefault(r.primary_label, []).append(recording_key(r))
-    train, validation = [], []
+        by_species.setdefault(r.primary_label, []).append(r)
+    sides: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    grouping = {}
     for code in sorted(by_species):
-        keys = sorted(by_species[code])
-        rng.shuffle(keys)
-        n_val = 0 if len(keys) < 2 or config.validation_fraction == 0 else max(1, round(config.validation_fraction * len(keys)))
-        validation += keys[:n_val]
-        train += keys[n_val:]
-    ids = sorted(soundscape_ids)
-    rng.shuffle(ids)
-    n_val_scapes = int(np.floor(config.validation_soundscape_fraction * len(ids)))
-    return Split(tuple(sorted(train)), tuple(sorted(validation)), tuple(sorted(ids[:n_val_scapes])),
-                 tuple(sorted(ids[n_val_scapes:])))
+        keys, grouping[code] = _split_species(by_species[code], config=config, rng=rng)
+        for side, found in keys.items():
+            sides[side] += found
+    validation_scapes, test_scapes = split_soundscapes(soundscape_ids, positive=set(positive_soundscapes),
+                                                       config=config, rng=rng)
+    return Split(train_recordings=tuple(sorted(sides["train"])), validation_recordings=tuple(sorted(sides["validation"])),
+                 validation_soundscapes=tuple(validation_scapes), test_soundscapes=tuple(test_scapes),
+                 test_recordings=tuple(sorted(sides["test"])), grouping=grouping)
 
 
 def _label_vectors(labels_per_clip: list[tuple[str, tuple[str, ...]]], index: dict[str, int],
@@ -280,10 +405,13 @@ def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: Feat
     species = species or found_species
     soundscapes = dataset.soundscapes()
     rows = [r for r in dataset.soundscape_rows() if r.soundscape_id in soundscapes]
+    codes = {s.ebird_code for s in species}
     split = split.with_soundscape_ids(soundscapes) if split is not None else build_split(
-        recordings, sorted({r.soundscape_id for r in rows}), config=config)
+        recordings, sorted({r.soundscape_id for r in rows}), config=config,
+        positive_soundscapes={r.soundscape_id for r in rows if any(b in codes for b in r.birds)})
     by_key = {recording_key(r): r for r in recordings}
-    missing = [k for k in split.train_recordings + split.validation_recordings if k not in by_key]
+    missing = [k for k in split.train_recordings + split.validation_recordings + split.test_recordings
+               if k not in by_key]
     if missing:
         raise TrainingDataError(f"{data_dir}: {len(missing)} recording(s) of the run's split are absent "
                                 f"(first: {missing[0]}); evaluate with the dataset the run was trained on")
@@ -309,5 +437,6 @@ def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: Feat
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)
     return TrainingData(species=species, split=split, train=train, validation=validation, validation_rows=val_rows,
                         test_rows=test_rows, noise_bank=np.concatenate([nocall, noise]).astype(np.float32),
+                        test_recordings=[by_key[k] for k in split.test_recordings],
                         skipped=skipped, missing_audio=find_missing_audio(subset_recordings(dataset, config=config)))
 

@@ -34,7 +34,7 @@ from birdlab.training.dataset import (
     prepare_training_data,
     with_negatives,
 )
-from birdlab.training.evaluate import evaluate_run
+from birdlab.training.evaluate import describe_metrics, evaluate_run
 from birdlab.training.model import build_model
 from birdlab.training.run_dir import RunDir
 from edge_runtime.spec import FeatureSpec
@@ -58,9 +58,9 @@ class TrainResult:
     n_train_clips: int
 
     def describe(self) -> str:
-        f1 = self.metrics["row_wise_micro_f1"]
-        return (f"{self.run_dir}: {self.epochs_run} epochs on {self.n_train_clips} clips in {self.train_seconds:.0f} s; "
-                f"row-wise micro F1 {f1:.3f} on {self.metrics['evaluated_on']} at threshold {self.metrics['threshold']:.2f}")
+        """Where the run went and how long it took, then the headline, clip and soundscape figures with baselines."""
+        return (f"{self.run_dir}: {self.epochs_run} epochs on {self.n_train_clips} clips in {self.train_seconds:.0f} s\n"
+                + describe_metrics(self.metrics))
 
 
 def time_budget_callback(max_seconds: float) -> keras.callbacks.Callback:
@@ -188,7 +188,7 @@ def train(*, config: TrainConfig, data_dir: DataDirs, out_dir: str | Path, spec:
 
     with op_determinism():
         return _train_model(config=config, data=data, roots=roots, run_dir=run_dir, spec=spec, started=started,
-                            feature_seconds=feature_seconds, progress=progress)
+                            feature_seconds=feature_seconds, progress=progress, cache=cache)
 
 
 @contextmanager
@@ -210,8 +210,9 @@ def op_determinism() -> Iterator[None]:
             disable()
 
 
-def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir, spec: FeatureSpec,
-                 started: datetime, feature_seconds: float, progress: bool) -> TrainResult:
+def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir,
+                 spec: FeatureSpec, started: datetime, feature_seconds: float, progress: bool,
+                 cache: FeatureCache) -> TrainResult:
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -285,14 +286,17 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(data.train),
                   "validation": len(data.validation),
                   "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
+                  "test_recordings": len(data.test_recordings),
                   "noise_bank": int(len(noise_bank))},
         "skipped_audio": data.skipped,
-        "missing_audio": data.missing_audio.to_dict() if data.missing_audio else None,
+        "missing_audio": data.missing_audio.to_dict() if data.missing_audio is not None else None,
+        "missing_audio_text": data.missing_audio.describe() if data.missing_audio is not None else "",
     }
     run_dir.write_run_info(run_info)
 
 
-    metrics = evaluate_run(run_dir, model=model, data=data)
+    metrics = evaluate_run(run_dir, model=model, data=data, cache=cache, workers=config.feature_workers,
+                           progress=progress)
     return TrainResult(run_dir=run_dir.root, metrics=metrics, epochs_run=len(history.history.get("loss", [])),
                        train_seconds=train_seconds, n_train_clips=len(data.train))
 

@@ -130,7 +130,6 @@ def test_confusion_separates_hits_misses_and_false_alarms() -> None:
     np.testing.assert_array_equal(species_confusion(targets, probabilities, threshold=0.5), expected)
 
 
-
 EXACT_ATOL = 1e-12
 """Hand-worked fractions and scikit-learn agree to rounding."""
 

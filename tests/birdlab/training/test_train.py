@@ -37,7 +37,7 @@ def quick_runs(synthetic_quick: Path, tmp_path_factory: pytest.TempPathFactory) 
     proc = subprocess.run([sys.executable, "-m", "birdlab", "train", "--config", "tiny", "--data", str(synthetic_quick),
                            "--out", str(root / "b"), "--cache", str(cache)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "row-wise micro F1" in proc.stdout
+    assert "headline: clip.macro_ap" in proc.stdout and "row-wise micro F1" in proc.stdout
     return {"a": root / "a", "b": root / "b", "cache": cache, "data": synthetic_quick}
 
 
@@ -55,6 +55,7 @@ def test_run_directory_holds_the_contract(quick_runs: dict[str, Path]) -> None:
     assert {r["ebird_code"] for r in rows} == species_in_data
     info = json.loads((run / "run_info.json").read_text())
     assert info["seed"] == tiny().seed and "git_commit" in info
+    assert info["missing_audio"] == {"listed": 12, "missing": 0, "first_missing": []}
     versions = info["package_versions"]
     assert {"keras", "numpy", "librosa"} <= set(versions) and {"tensorflow", "tensorflow-cpu"} & set(versions)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -62,6 +63,20 @@ def test_run_directory_holds_the_contract(quick_runs: dict[str, Path]) -> None:
     assert metrics["evaluated_on"] == "test soundscapes"
     assert set(metrics["per_class"]) == {r["ebird_code"] for r in rows}
     assert np.array(metrics["confusion"]["matrix"]).shape == (len(rows) + 1, len(rows) + 1)
+    # The keys: headline, clip (held-out recordings), soundscape (with its baseline); F1 kept for old readers.
+    assert set(metrics["headline"]) == {"metric", "value", "why"}
+    assert metrics["headline"]["metric"] == "clip.macro_ap" and 0.0 <= metrics["headline"]["value"] <= 1.0
+    split = json.loads((run / "split.json").read_text())
+    clip = metrics["clip"]
+    assert {"n_recordings", "macro_ap", "padded_cmap", "top1", "per_class"} <= set(clip)
+    assert clip["n_recordings"] == len(split["test_recordings"]) == info["clips"]["test_recordings"] == len(rows)
+    assert clip["n_windows"] >= clip["n_recordings"] and set(clip["per_class"]) == {r["ebird_code"] for r in rows}
+    assert {"macro_ap", "padded_cmap", "top1", "top1_chance"} <= set(clip["baseline"])
+    assert set(metrics["soundscape"]) >= {"rows", "positive_rows", "row_wise_micro_f1", "nocall_baseline_f1",
+                                          "degenerate"}
+    assert metrics["soundscape"]["rows"] == metrics["test"]["n_rows"] and metrics["soundscape"]["degenerate"]
+    assert not set(split["test_recordings"]) & set(split["train_recordings"] + split["validation_recordings"])
+    assert set(split["grouping"]) == {r["ebird_code"] for r in rows}
     with (run / "history.csv").open(newline="") as f:
         assert len(list(csv.DictReader(f))) == info["epochs_run"] >= 1
 
@@ -82,8 +97,28 @@ def test_evaluate_from_disk_reproduces_the_metrics(quick_runs: dict[str, Path], 
     written = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").unlink()
     assert main(["evaluate", "--run", str(run), "--cache", str(quick_runs["cache"])]) == 0
-    assert "row-wise micro F1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "headline: clip.macro_ap" in out and "all-nocall baseline" in out and "DEGENERATE" in out
     assert json.loads((run / "metrics.json").read_text()) == written
+
+
+@pytest.mark.slow
+def test_an_older_run_without_test_recordings_is_evaluated_without_clip_figures_and_says_so(
+        quick_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    from birdlab.cli import main
+
+    run = Path(shutil.copytree(quick_runs["a"], tmp_path / "old"))
+    split = json.loads((run / "split.json").read_text())
+    old = {k: split[k] for k in ("train_recordings", "validation_recordings", "validation_soundscapes",
+                                 "test_soundscapes")}
+    (run / "split.json").write_text(json.dumps(old))
+    assert main(["evaluate", "--run", str(run), "--cache", str(quick_runs["cache"])]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["clip"] is None and "no test recordings" in metrics["clip_note"]
+    assert "clip: no clip figures" in out and "headline: none" in out  # the quick soundscape is degenerate
 
 
 def test_split_is_seeded_stratified_and_disjoint(synthetic_quick: Path) -> None:
@@ -91,9 +126,10 @@ def test_split_is_seeded_stratified_and_disjoint(synthetic_quick: Path) -> None:
     _, recordings = usable_recordings(BirdCLEF2021(synthetic_quick), config=config)
     split = build_split(recordings, [7, 8, 9, 10], config=config)
     assert split == build_split(recordings, [7, 8, 9, 10], config=config)
-    assert not set(split.train_recordings) & set(split.validation_recordings)
-    assert len(split.train_recordings) + len(split.validation_recordings) == len(recordings)
+    sides = [set(split.train_recordings), set(split.validation_recordings), set(split.test_recordings)]
+    assert sum(map(len, sides)) == len(set.union(*sides)) == len(recordings)
     assert {k.split("/")[0] for k in split.validation_recordings} == {r.primary_label for r in recordings}
+    assert {k.split("/")[0] for k in split.test_recordings} == {r.primary_label for r in recordings}
     assert len(split.validation_soundscapes) == 2 and len(split.test_soundscapes) == 2
     other = build_split(recordings, [7, 8, 9, 10], config=dataclasses.replace(config, seed=config.seed + 1))
     assert other != split
