@@ -135,3 +135,63 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         raise ComparisonError(f"{path}: no detections file; the run did not start (see its log beside it)")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass(frozen=True)
+class ScoreComparison:
+    """Raw per-window model outputs and log-mel of a candidate run against a reference run's."""
+
+    windows: int
+    """Windows compared (over every file both runs scored)."""
+    outputs: int
+    """Model outputs compared (windows x labels)."""
+    max_abs_output_diff: float | None
+    """Largest |probability difference| over every window and label; None when nothing was compared."""
+    max_abs_log_mel_diff_db: float | None
+    """Largest |log-mel difference| in dB over every cell; None when nothing was compared."""
+    log_mel_bit_identical: bool
+    """True when every log-mel cell is the same float32 bit pattern on both sides."""
+    mismatched_files: tuple[str, ...]
+    """Files scored by only one side, or with different window or label counts."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"windows": self.windows, "outputs": self.outputs, "max_abs_output_diff": self.max_abs_output_diff,
+                "max_abs_log_mel_diff_db": self.max_abs_log_mel_diff_db,
+                "log_mel_bit_identical": self.log_mel_bit_identical, "mismatched_files": list(self.mismatched_files)}
+
+
+def compare_scores(reference: Mapping[str, Any], candidate: Mapping[str, Any], *,
+                   files: Iterable[str]) -> ScoreComparison:
+    """Compare `bench.pi_check.scores` arrays ('<file>|features', '<file>|outputs') over `files`.
+
+    features: float32 (n_windows, n_mels, n_frames); outputs: float32 (n_windows, n_labels).
+    """
+    import numpy as np
+
+    windows = outputs = 0
+    max_out: float | None = None
+    max_mel: float | None = None
+    bit_identical = True
+    mismatched = []
+    for file in files:
+        keys = (f"{file}|features", f"{file}|outputs")
+        if any(k not in reference or k not in candidate for k in keys):
+            mismatched.append(file)
+            continue
+        ref_f, cand_f = np.asarray(reference[keys[0]]), np.asarray(candidate[keys[0]])
+        ref_o, cand_o = np.asarray(reference[keys[1]]), np.asarray(candidate[keys[1]])
+        if ref_f.shape != cand_f.shape or ref_o.shape != cand_o.shape:
+            mismatched.append(file)
+            continue
+        windows += ref_o.shape[0]
+        outputs += ref_o.size
+        if ref_o.size:
+            d = float(np.max(np.abs(ref_o.astype(np.float64) - cand_o.astype(np.float64))))
+            max_out = d if max_out is None else max(max_out, d)
+        if ref_f.size:
+            d = float(np.max(np.abs(ref_f.astype(np.float64) - cand_f.astype(np.float64))))
+            max_mel = d if max_mel is None else max(max_mel, d)
+        bit_identical = bit_identical and ref_f.astype(np.float32).tobytes() == cand_f.astype(np.float32).tobytes()
+    return ScoreComparison(windows=windows, outputs=outputs, max_abs_output_diff=max_out,
+                           max_abs_log_mel_diff_db=max_mel, log_mel_bit_identical=bit_identical and windows > 0,
+                           mismatched_files=tuple(mismatched))

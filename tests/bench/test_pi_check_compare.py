@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench.pi_check.compare import (
     CONFIDENCE_ATOL,
     ComparisonError,
     compare_detections,
+    compare_scores,
     only_files,
     read_jsonl,
 )
@@ -103,3 +105,44 @@ def test_read_jsonl_reads_a_sink_file(tmp_path: Path) -> None:
     assert read_jsonl(path) == rows
     with pytest.raises(ComparisonError, match="absent.jsonl"):
         read_jsonl(tmp_path / "absent.jsonl")
+
+
+def _scores(rng: np.random.Generator, files: dict[str, int], *, n_labels: int = 4) -> dict[str, np.ndarray]:
+    """Arrays as bench.pi_check.scores writes them: files -> window count."""
+    out = {}
+    for name, n in files.items():
+        out[f"{name}|features"] = rng.normal(-40.0, 10.0, (n, 8, 5)).astype(np.float32)
+        out[f"{name}|outputs"] = rng.uniform(0.0, 1.0, (n, n_labels)).astype(np.float32)
+    return out
+
+
+def test_equal_scores_are_bit_identical_with_zero_differences(rng: np.random.Generator) -> None:
+    ref = _scores(rng, {"a.wav": 3, "b.wav": 2})
+    c = compare_scores(ref, {k: v.copy() for k, v in ref.items()}, files=["a.wav", "b.wav"])
+    assert (c.windows, c.outputs) == (5, 20)
+    assert c.max_abs_output_diff == 0.0 and c.max_abs_log_mel_diff_db == 0.0 and c.log_mel_bit_identical
+    assert c.mismatched_files == ()
+
+
+def test_score_differences_are_measured_per_cell(rng: np.random.Generator) -> None:
+    ref = _scores(rng, {"a.wav": 3})
+    cand = {k: v.copy() for k, v in ref.items()}
+    cand["a.wav|outputs"][2, 1] += np.float32(2.5e-7)
+    cand["a.wav|features"][0, 3, 4] = np.nextafter(cand["a.wav|features"][0, 3, 4], np.float32(0.0))
+    c = compare_scores(ref, cand, files=["a.wav"])
+    expected_out = abs(float(ref["a.wav|outputs"][2, 1]) - float(cand["a.wav|outputs"][2, 1]))
+    assert c.max_abs_output_diff == pytest.approx(expected_out, rel=1e-12) and 1e-7 < expected_out < 4e-7
+    assert 0.0 < c.max_abs_log_mel_diff_db < 1e-5 and not c.log_mel_bit_identical
+
+
+def test_files_missing_on_one_side_or_with_other_window_counts_are_mismatched(rng: np.random.Generator) -> None:
+    ref = _scores(rng, {"a.wav": 3, "b.wav": 2, "c.wav": 1})
+    cand = {k: v for k, v in _scores(rng, {"a.wav": 3, "b.wav": 1}).items()}
+    cand["a.wav|features"], cand["a.wav|outputs"] = ref["a.wav|features"], ref["a.wav|outputs"]
+    c = compare_scores(ref, cand, files=["a.wav", "b.wav", "c.wav"])
+    assert c.mismatched_files == ("b.wav", "c.wav") and c.windows == 3 and c.max_abs_output_diff == 0.0
+
+
+def test_nothing_compared_is_not_called_bit_identical() -> None:
+    c = compare_scores({}, {}, files=[])
+    assert c.windows == 0 and c.max_abs_output_diff is None and not c.log_mel_bit_identical
