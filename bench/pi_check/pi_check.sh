@@ -119,7 +119,7 @@ sync_into_root() {  # network config, CA certificates and this checkout's code i
     local ca; ca=$(host_ca_file)
     if [ -n "$ca" ]; then cp "$ca" "$ROOT/etc/ssl/certs/pi-check-host-ca.crt"; fi
     remove_tree "$ROOT$PI_SRC"
-    mkdir -p "$ROOT$PI_SRC" "$ROOT$PI_WORK"
+    mkdir -p "$ROOT$PI_SRC" "$ROOT$PI_WORK" "$WORK"
     tar -C "$REPO" -cf - --exclude=__pycache__ --exclude=bench/results pyproject.toml README.md edge_runtime birdlab bench \
         | tar -C "$ROOT$PI_SRC" -xf -
 }
@@ -187,7 +187,7 @@ main() {
 
     mkdir -p "$WORK"
     find "$WORK" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-    "$HOST_PYTHON" -m bench.pi_check prepare --work "$WORK" --cache "$CACHE" || { log "prepare failed"; exit 1; }
+    TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} "$HOST_PYTHON" -m bench.pi_check prepare --work "$WORK" --cache "$CACHE" || { log "prepare failed"; exit 1; }
     timed prepare_s
     bash bench/pi_check/edge_runs.sh "$HOST_PYTHON" "$WORK" "$WORK/out/host" sources_decoded.txt sources_original.txt
     timed host_runs_s

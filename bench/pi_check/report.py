@@ -98,7 +98,10 @@ def build_report(work_dir: Path, *, host_audio_root: str, pi_audio_root: str,
         comparison = compare_detections(reference, read_jsonl(out / side.name / "detections.jsonl"),
                                         reference_root=host_audio_root, candidate_root=pi_audio_root,
                                         tolerance=CONFIDENCE_ATOL + DETECTION_ROUNDING + 1e-12)
-        scores = compare_scores(host_scores, _read_scores(out / side.name / "scores.npz"), files=files)
+        pi_scores = _read_scores(out / side.name / "scores.npz")
+        scores = compare_scores(host_scores, pi_scores, files=files)
+        scores_by_set = {name: compare_scores(host_scores, pi_scores, files=sets[name]).to_dict()
+                         for name in side.audio_sets}
         ran = (summary["check_ok"] and summary["run_exit_status"] == 0 and summary["files_failed"] == 0
                and summary["files_done"] == len(files) and summary["scores_exit_status"] == 0
                and summary["probe"].get("interpreter") == side.interpreter)
@@ -111,6 +114,7 @@ def build_report(work_dir: Path, *, host_audio_root: str, pi_audio_root: str,
             "passed": ran and comparison.passed and scores_ok,
             "decisions": comparison.to_dict(),
             "scores": scores.to_dict(),
+            "scores_by_audio_set": scores_by_set,
             "venv": side.name,
             "audio_sets": list(side.audio_sets),
             "files": len(files),

@@ -66,6 +66,7 @@ def test_equal_runs_pass_with_the_keys_the_issue_names(tmp_path: Path, rng: np.r
     assert (litert["detections"], litert["identical"], litert["max_abs_confidence_diff"]) == (2, True, 0.0)
     assert (tflite["detections"], tflite["identical"]) == (1, True), "tflite is compared on the decoded files only"
     assert tflite["scores"]["windows"] == 6 and litert["scores"]["windows"] == 9
+    assert litert["scores_by_audio_set"]["original"]["windows"] == 3 and set(tflite["scores_by_audio_set"]) == {"decoded"}
     assert report["passed"] and "PASS" in describe(report)
     json.dumps(report)
 
