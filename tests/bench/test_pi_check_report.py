@@ -37,17 +37,17 @@ def _write_side(out: Path, *, arch: str, interpreter: str, audio_root: str, file
 
 
 def _work(tmp_path: Path, rng: np.random.Generator, *, tflite_shift: float = 0.0,
-          tflite_extra_detection: bool = False) -> Path:
+          tflite_extra_detection: bool = False, original: tuple[str, ...] = tuple(ORIGINAL)) -> Path:
     work = tmp_path / "work"
     (work / "out").mkdir(parents=True)
-    (work / "audio_sets.json").write_text(json.dumps({"decoded": DECODED, "original": ORIGINAL}))
+    (work / "audio_sets.json").write_text(json.dumps({"decoded": DECODED, "original": list(original)}))
     host_root = str(work / "audio")
-    outputs = {f: rng.uniform(0, 1, (3, 4)).astype(np.float32) for f in DECODED + ORIGINAL}
-    dets = [("decoded/tones.wav", 0.0, "eurrob1", 0.91), ("original/real.mp3", 5.0, "comcha", 0.62)]
+    outputs = {f: rng.uniform(0, 1, (3, 4)).astype(np.float32) for f in DECODED + list(original)}
+    dets = [("decoded/tones.wav", 0.0, "eurrob1", 0.91)] + [(f, 5.0, "comcha", 0.62) for f in original]
     _write_side(work / "out" / "host", arch="x86_64", interpreter="ai_edge_litert", audio_root=host_root,
-                files=DECODED + ORIGINAL, detections=dets, outputs=outputs)
+                files=DECODED + list(original), detections=dets, outputs=outputs)
     _write_side(work / "out" / "pi-litert", arch="aarch64", interpreter="ai_edge_litert", audio_root=PI_ROOT,
-                files=DECODED + ORIGINAL, detections=dets, outputs=outputs)
+                files=DECODED + list(original), detections=dets, outputs=outputs)
     tflite_dets = [d for d in dets if d[0] in DECODED]
     if tflite_extra_detection:
         tflite_dets.append(("decoded/real.mp3.wav", 10.0, "eurrob1", 0.5))
@@ -95,3 +95,12 @@ def test_a_failed_run_on_the_pi_fails_even_with_equal_detections(tmp_path: Path,
     report = build_report(work, host_audio_root=str(work / "audio"), pi_audio_root=PI_ROOT, timings_s={})
     assert report["interpreters"]["ai_edge_litert"]["identical"]
     assert not report["interpreters"]["ai_edge_litert"]["passed"] and not report["passed"]
+
+
+def test_without_real_audio_both_interpreters_are_compared_on_the_synthetic_files(tmp_path: Path,
+                                                                                  rng: np.random.Generator) -> None:
+    work = _work(tmp_path, rng, original=())
+    report = build_report(work, host_audio_root=str(work / "audio"), pi_audio_root=PI_ROOT, timings_s={})
+    assert report["audio"]["real_audio"] is False and report["passed"]
+    assert [i["files"] for i in report["interpreters"].values()] == [2, 2]
+    assert report["interpreters"]["ai_edge_litert"]["scores_by_audio_set"]["original"]["windows"] == 0
