@@ -44,11 +44,17 @@ MIN_THRESHOLD_ROWS = 10
 
 
 def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
-    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species)."""
+    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species).
+
+    The clips are read and scored PREDICT_BATCH at a time: memory does not grow with the set.
+    """
     n_species = int(model.output_shape[-1])
-    if len(clips) == 0:
-        return np.zeros((0, n_species), np.float32)
-    return np.asarray(model.predict(clips.features[..., None], batch_size=PREDICT_BATCH, verbose=0), np.float32)
+    out = np.zeros((len(clips), n_species), np.float32)
+    done = 0
+    for batch in clips.features.batches(batch_size=PREDICT_BATCH):
+        out[done:done + len(batch)] = np.asarray(model.predict_on_batch(batch[..., None]), np.float32)
+        done += len(batch)
+    return out
 
 
 def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: float) -> dict[str, Any]:
