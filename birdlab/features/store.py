@@ -50,7 +50,7 @@ class ClipStore:
 
     @classmethod
     def empty(cls, *, clip_shape: tuple[int, int]) -> ClipStore:
-        return cls((), np.zeros(0, np.int32), np.zeros(0, np.int64), tuple(clip_shape))
+        return cls((), np.zeros(0, np.int32), np.zeros(0, np.int64), (int(clip_shape[0]), int(clip_shape[1])))
 
     @classmethod
     def from_array(cls, features: np.ndarray) -> ClipStore:
@@ -67,7 +67,7 @@ class ClipStore:
         counts = np.array([n for _, n in files], dtype=np.int64)
         source_index = np.repeat(np.arange(len(files), dtype=np.int32), counts)
         rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if len(files) else np.zeros(0, np.int64)
-        return cls(tuple(Path(p) for p, _ in files), source_index, rows, tuple(clip_shape))
+        return cls(tuple(Path(p) for p, _ in files), source_index, rows, (int(clip_shape[0]), int(clip_shape[1])))
 
     @staticmethod
     def concatenate(stores: Sequence[ClipStore]) -> ClipStore:

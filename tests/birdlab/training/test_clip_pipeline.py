@@ -76,9 +76,9 @@ def test_training_batches_hold_the_stored_clips_in_seeded_order(tmp_path: Path, 
         return [tuple(t.numpy() for t in batch) for batch in ds]
 
     first, again, other = epoch(1), epoch(1), epoch(2)
-    for (x, y, w), (x2, y2, w2) in zip(first, again, strict=True):
-        np.testing.assert_array_equal(x, x2)
-        np.testing.assert_array_equal(y, y2)
+    for batch, batch_again in zip(first, again, strict=True):
+        for a, b in zip(batch, batch_again, strict=True):
+            np.testing.assert_array_equal(a, b)
     seen = np.concatenate([x[..., 0] for x, _, _ in first])
     index = {whole[i].tobytes(): i for i in range(len(whole))}
     order = [index[clip.tobytes()] for clip in seen]  # every batch row is one stored clip, bit for bit
