@@ -114,8 +114,17 @@ class ClipStore:
             out[at] = self._rows_of(int(source), self.rows[picked[at]])
         return out
 
-    def __getitem__(self, key: int | slice | np.ndarray | Sequence[int]) -> np.ndarray:
-        """Array-like reads: an int gives (n_mels, frames), a slice/index/bool mask (k, n_mels, frames)."""
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """np.asarray(store): every clip, read into memory (for small sets only)."""
+        return self.read() if dtype is None else self.read().astype(dtype)
+
+    def __getitem__(self, key: int | slice | np.ndarray | Sequence[int] | tuple) -> np.ndarray:
+        """Array-like reads: an int gives (n_mels, frames), a slice/index/bool mask (k, n_mels, frames).
+
+        A tuple key (e.g. `store[..., None]`) reads every clip first: for small sets only.
+        """
+        if isinstance(key, tuple):
+            return self.read()[key]
         if isinstance(key, (int, np.integer)):
             return self.read([int(key)])[0]
         if isinstance(key, slice):

@@ -45,6 +45,8 @@ def test_files_read_back_exactly_as_the_concatenated_array(tmp_path: Path, rng: 
     np.testing.assert_array_equal(store[mask], whole[mask])
     np.testing.assert_array_equal(np.concatenate(list(store.batches(batch_size=3))), whole)
     np.testing.assert_array_equal(store.take(picked).read(), whole[picked])
+    np.testing.assert_array_equal(store[..., None], whole[..., None])
+    np.testing.assert_array_equal(np.asarray(store), whole)
 
 
 def test_concatenation_mixes_files_and_memory_in_order(tmp_path: Path, rng: np.random.Generator) -> None:
