@@ -34,7 +34,7 @@ Source = Path | np.ndarray
 """A `.npy` file of float32 (n, n_mels, frames) clip features, or such an array in memory."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClipStore:
     """n clips of shape clip_shape: clip i is row rows[i] of sources[source_index[i]].
 

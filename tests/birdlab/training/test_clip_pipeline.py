@@ -19,7 +19,7 @@ N_SPECIES = 3
 BATCH = 8
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class CountingStore(ClipStore):
     """A ClipStore that records how many clips each read asked for."""
 
