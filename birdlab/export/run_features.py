@@ -15,6 +15,7 @@ import numpy as np
 from birdlab.data.birdclef2021 import DataDirs, as_roots
 from birdlab.errors import UserError
 from birdlab.features.cache import FeatureCache
+from birdlab.features.store import ClipStore
 from birdlab.training.dataset import prepare_training_data
 from birdlab.training.run_dir import TrainedRun
 
@@ -52,11 +53,12 @@ class RunFeatures:
             raise RunFeaturesError(f"heldout_truth has {len(self.heldout_truth)} rows for {len(self.heldout)} clips")
 
 
-def _sample(features: np.ndarray, *, limit: int, seed: int) -> np.ndarray:
+def _sample(features: ClipStore, *, limit: int, seed: int) -> np.ndarray:
+    """At most `limit` clips (seeded), read from the store: float32 (k, n_mels, frames)."""
     if len(features) <= limit:
-        return features
+        return features.read()
     keep = np.sort(np.random.default_rng(seed).choice(len(features), size=limit, replace=False))
-    return features[keep]
+    return features.read(keep)
 
 
 def load_run_features(run: TrainedRun, *, data_dir: DataDirs | None = None) -> RunFeatures:

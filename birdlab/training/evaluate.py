@@ -67,8 +67,17 @@ NO_TEST_RECORDINGS = ("no clip figures: this run's split.json has no test record
 
 
 def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
-    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species)."""
-    return predict_features(model, clips.features)
+    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species).
+
+    The clips are read and scored PREDICT_BATCH at a time: memory does not grow with the set.
+    """
+    n_species = int(model.output_shape[-1])
+    out = np.zeros((len(clips), n_species), np.float32)
+    done = 0
+    for batch in clips.features.batches(batch_size=PREDICT_BATCH):
+        out[done:done + len(batch)] = np.asarray(model.predict_on_batch(batch[..., None]), np.float32)
+        done += len(batch)
+    return out
 
 
 def predict_features(model: keras.Model, features: np.ndarray) -> np.ndarray:
