@@ -324,7 +324,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
         "stopped_by_time_budget": bool(budget is not None and budget.stopped),
         "parameters": int(model.count_params()),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
-        "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(data.train),
+        "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(labelled_clips),
                   "validation": len(data.validation),
                   "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
                   "noise_bank": int(len(noise_bank))},
