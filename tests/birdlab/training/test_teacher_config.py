@@ -68,3 +68,31 @@ def test_flat_keys_override_a_base_teacher():
 def test_bad_teacher_settings_name_the_field(data, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig.from_dict(data, source="my.toml")
+
+
+def test_with_teacher_sets_a_given_teacher_and_refuses_unknown_names():
+    from birdlab.errors import UserError
+    from birdlab.training.teacher_targets import with_teacher
+
+    given = TeacherConfig(teacher_model="t.tflite", teacher_labels="l.txt")
+    config = with_teacher(tiny(), teacher=given, teacher_weight=0.9, unlabeled_dirs=("site",))
+    assert config.teacher == TeacherConfig(teacher_model="t.tflite", teacher_labels="l.txt", teacher_weight=0.9,
+                                           unlabeled_dirs=("site",))
+    assert config.model == tiny().model
+    with pytest.raises(UserError, match="'perch'"):
+        with_teacher(tiny(), teacher="perch")
+
+
+def test_with_teacher_birdnet_reads_a_verified_copy():
+    import os
+
+    from birdlab.training.teacher_targets import with_teacher
+
+    birdnet_dir = os.environ.get("BIRDLAB_BIRDNET_DIR")
+    if not birdnet_dir:
+        pytest.skip("set BIRDLAB_BIRDNET_DIR to a folder from `python -m birdlab teacher fetch-birdnet` (never "
+                    "downloaded by the tests)")
+    config = with_teacher(tiny(), birdnet_dir=birdnet_dir, teacher_weight=0.6)
+    assert config.teacher is not None and config.teacher.teacher_model.endswith("Model_FP32.tflite")
+    assert config.teacher.teacher_sample_rate_hz == 48000 and config.teacher.teacher_weight == 0.6
+    assert config.teacher.teacher_licence == "CC BY-NC-SA 4.0"
