@@ -56,8 +56,10 @@ def _teacher_block(run_dir: RunDir, *, model: keras.Model, data: TrainingData, d
                    cache_root: str | Path | None, teacher_cache_root: str | Path | None) -> dict[str, Any] | None:
     """metrics.json 'teacher' of a distilled run (None without a teacher, or without data_dir):
     teacher_clip_figures on the validation recordings (the held-out recordings this split has)."""
+    if data_dir is None:
+        return None
     config = run_dir.read_config()
-    if config.teacher is None or data_dir is None:
+    if config.teacher is None:
         return None
     spec = run_dir.read_spec()
     recordings = run_recordings(data_dir, config=config, keys=data.split.validation_recordings)
