@@ -45,6 +45,7 @@ from birdlab.metrics import (
 from birdlab.training.dataset import LabelledClips, TrainingData, prepare_training_data, recording_key
 from birdlab.training.figures import save_confusion, save_per_class_ap, save_training_curves
 from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir, RunDirError
+from birdlab.training.teacher_targets import teacher_clip_figures
 from edge_runtime.audio import AudioError
 from edge_runtime.bundle import LABELS_FILENAME
 from edge_runtime.spec import SPEC_FILENAME
@@ -230,6 +231,21 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _teacher_block(run_dir: RunDir, *, model: keras.Model, data: TrainingData, cache: FeatureCache | None,
+                   teacher_cache_root: str | Path | None) -> dict[str, Any] | None:
+    """metrics.json 'teacher' of a distilled run (None without a teacher or without test recordings):
+    teacher_clip_figures on the held-out test recordings, the ones the student's `clip` figures score."""
+    config = run_dir.read_config()
+    if config.teacher is None or not data.test_recordings:
+        return None
+    spec = run_dir.read_spec()
+    recordings = list(data.test_recordings)
+    return teacher_clip_figures(recordings, teacher=config.teacher, student=model, species=data.species, spec=spec,
+                                cache=cache or FeatureCache(spec=spec), root=teacher_cache_root,
+                                evaluated_on=f"test recordings ({len(recordings)})",
+                                workers=config.feature_workers)
+
+
 def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: float) -> dict[str, Any]:
     nocall = ~truth.any(axis=1)
     return {
@@ -256,7 +272,7 @@ def evaluate_saved_run(run_dir: str | Path, *, data_dir: DataDirs | None = None,
     cache = FeatureCache(spec=spec, root=cache_root)
     data = prepare_training_data(data_dir=roots, config=config, spec=spec, cache=cache, split=run.read_split(),
                                  species=species, include_train=False, progress=progress)
-    return evaluate_run(run, model=keras.models.load_model(run.model_path), data=data, cache=cache,
+    return evaluate_run(run, model=keras.models.load_model(run.model_path, compile=False), data=data, cache=cache,
                         workers=config.feature_workers, progress=progress)
 
 
@@ -275,9 +291,11 @@ def _choose_threshold(data: TrainingData, validation: LabelledClips, val_probabi
 
 
 def evaluate_run(run_dir: RunDir, *, model: keras.Model, data: TrainingData, cache: FeatureCache | None = None,
-                 workers: int = 0, progress: bool = False) -> dict[str, Any]:
+                 workers: int = 0, progress: bool = False,
+                 teacher_cache_root: str | Path | None = None) -> dict[str, Any]:
     """Score `model` on the held-out parts of `data` (what train holds in memory) and on its test recordings
     (read through `cache`, default: the run's spec under the default root); writes metrics.json and plots/.
+    A distilled run also gets the teacher's figures on the same test recordings (teacher_cache_root: its targets).
 
     Returns the metrics.
     """
@@ -325,6 +343,8 @@ def evaluate_run(run_dir: RunDir, *, model: keras.Model, data: TrainingData, cac
         "confusion": {"labels": [*codes, NOCALL], "matrix": confusion.tolist(),
                       "note": "rows true, columns predicted; hits on the diagonal, misses paired with wrong predictions or nocall (see birdlab.metrics.species_confusion)"},
     }
+    metrics["teacher"] = _teacher_block(run_dir, model=model, data=data, cache=cache,
+                                        teacher_cache_root=teacher_cache_root)
     run_dir.write_metrics(metrics)
 
     plots = run_dir.plots_dir

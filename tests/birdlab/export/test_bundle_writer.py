@@ -121,3 +121,37 @@ def test_a_variant_failing_the_audit_is_not_bundled(tmp_path, export_run_dir, ex
         export_run(run_dir=export_run_dir, out_dir=out, floor="1.0", features=export_run_features)
     assert not (out / "manifest.json").exists()
     assert json.loads((variants_dir(out) / "audit_f32.json").read_text())["ok"] is False
+
+
+def _bundle_like(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.tflite").write_bytes(b"the student")
+    (bundle / "labels.csv").write_text("index,ebird_code,scientific_name,common_name\n", encoding="utf-8")
+    return bundle
+
+
+def test_a_birdnet_named_file_is_never_shipped(tmp_path):
+    from birdlab.export.bundle_writer import refuse_teacher_files
+
+    bundle = _bundle_like(tmp_path)
+    refuse_teacher_files(bundle, teacher=None)  # a student alone passes
+    (bundle / "BirdNET_GLOBAL_6K_V2.4_Labels.txt").write_text("Turdus merula_Eurasian Blackbird\n", encoding="utf-8")
+    with pytest.raises(BundleBuildError, match="BirdNET_GLOBAL_6K_V2.4_Labels.txt: a teacher model must never ship"):
+        refuse_teacher_files(bundle, teacher=None)
+    assert not bundle.exists(), "a bundle holding a teacher file is removed"
+
+
+def test_the_runs_teacher_is_refused_under_any_name(tmp_path):
+    from birdlab.export.bundle_writer import refuse_teacher_files
+    from edge_runtime.bundle import sha256_file
+
+    teacher_file = tmp_path / "teacher.tflite"
+    teacher_file.write_bytes(b"a raw-audio teacher with RFFT2D inside")
+    record = {"model_file": "teacher.tflite", "model_sha256": sha256_file(teacher_file)}
+    bundle = _bundle_like(tmp_path)
+    refuse_teacher_files(bundle, teacher=record)
+    (bundle / "extra").mkdir()
+    (bundle / "extra" / "renamed.bin").write_bytes(teacher_file.read_bytes())
+    with pytest.raises(BundleBuildError, match=r"extra/renamed.bin: .*the run's teacher teacher.tflite"):
+        refuse_teacher_files(bundle, teacher=record)

@@ -25,7 +25,7 @@ CHECK_CALL = re.compile(r"""^check_summary\(\s*["'](?P<name>[^"']+)["']""", re.M
 """A check_summary call with its summary name, as the notebooks write it."""
 SMOKE_REFERENCE = EXPECTED_DIR / "smoke.json"
 EXPECTED_NOTEBOOKS = ("01_data.ipynb", "02_train.ipynb", "03_export.ipynb", "04_parity.ipynb",
-                      "05_edge_replay.ipynb")
+                      "05_edge_replay.ipynb", "06_teacher.ipynb")
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
