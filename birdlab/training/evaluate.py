@@ -208,8 +208,8 @@ def describe_metrics(metrics: dict[str, Any]) -> str:
                 f"{scape['row_wise_micro_f1']:.3f} vs all-nocall baseline {scape['nocall_baseline_f1']:.3f} on "
                 f"{scape['rows']} rows, {scape['positive_rows']} with a subset species")
         if scape["degenerate"]:
-            text += (f": DEGENERATE (< {scape.get('min_positive_rows', MIN_POSITIVE_ROWS)} positive rows; it mostly "
-                     "measures silence and is never the headline)")
+            text += (f": DEGENERATE (< {scape.get('min_positive_rows', MIN_POSITIVE_ROWS)} positive rows: too few "
+                     "to tell the model from one that never predicts a bird; never the headline)")
         lines.append(text)
     else:
         lines.append("soundscape: no test soundscape rows scored")
