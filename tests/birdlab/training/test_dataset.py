@@ -100,7 +100,7 @@ def test_recordings_whose_audio_is_missing_are_counted_and_named_for_the_run_sum
     assert data.missing_audio.to_dict() == {"listed": 12, "missing": 2, "first_missing": [
         f"{r.primary_label}/{r.filename}" for r in recordings[:2]]}
     assert data.missing_audio.describe().startswith("2 of 12 recording(s) listed in train_metadata.csv have no audio")
-    used = set(data.split.train_recordings + data.split.validation_recordings)
+    used = set(data.split.train_recordings + data.split.validation_recordings + data.split.test_recordings)
     assert len(used) == 10 and not used & set(data.missing_audio.missing)
 
 
