@@ -60,8 +60,9 @@ PREDICT_BATCH = 64
 MIN_THRESHOLD_POSITIVE_ROWS = 10
 """Validation soundscape rows holding a subset species needed to choose the threshold on those rows alone
 (else on every validation clip: rows of all-nocall soundscapes would push it to the top of the grid)."""
-RECORDINGS_PER_CHUNK = 128
-"""Test recordings whose window features are held at once while scoring (memory stays bounded)."""
+RECORDINGS_PER_CHUNK = 32
+"""Test recordings whose window features are held at once while scoring: ~36 MB for 32 recordings of the real
+median 35 s (7 windows of 160 kB), ~0.6 GB if all 32 ran 10 minutes; memory stays bounded by the chunk."""
 NO_TEST_RECORDINGS = ("no clip figures: this run's split.json has no test recordings (it predates the three-way "
                       "split, or every species has fewer than 3 recordings or test_fraction is 0); retrain to get them")
 
