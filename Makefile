@@ -6,7 +6,7 @@ STAMP := $(VENV)/.birdlab-installed
 export ZIG_GLOBAL_CACHE_DIR ?= $(HOME)/.cache/birdlab/zig
 export BIRDLAB_CACHE_DIR ?= $(HOME)/.cache/birdlab
 
-.PHONY: demo test lint lab clean-venv wasm
+.PHONY: demo test lint lab clean-venv wasm pi-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
 	BIRDLAB_NOTEBOOK_SIZE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+# edge_runtime in an emulated Raspberry Pi OS 64-bit userland (Debian bookworm arm64 under qemu-user-static)
+# against the host: identical decisions, probabilities within 1e-6. Needs root; ~5+ min cold, cached after.
+# Writes bench/results/pi-check.json; exit 75 = infrastructure error (mirror, PyPI, fork limits), worth a retry.
+pi-check: $(STAMP)
+	PI_CHECK_HOST_PYTHON=$(abspath $(BIN))/python bash bench/pi_check/pi_check.sh
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

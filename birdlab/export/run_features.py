@@ -9,12 +9,13 @@ clips are exactly the rows the run was scored on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from birdlab.data.birdclef2021 import DataDirs, as_roots
 from birdlab.errors import UserError
 from birdlab.features.cache import FeatureCache
+from birdlab.features.store import ClipStore
 from birdlab.training.dataset import prepare_training_data
 from birdlab.training.run_dir import TrainedRun
 
@@ -52,27 +53,30 @@ class RunFeatures:
             raise RunFeaturesError(f"heldout_truth has {len(self.heldout_truth)} rows for {len(self.heldout)} clips")
 
 
-def _sample(features: np.ndarray, *, limit: int, seed: int) -> np.ndarray:
+def _sample(features: ClipStore, *, limit: int, seed: int) -> np.ndarray:
+    """At most `limit` clips (seeded), read from the store: float32 (k, n_mels, frames)."""
     if len(features) <= limit:
-        return features
+        return features.read()
     keep = np.sort(np.random.default_rng(seed).choice(len(features), size=limit, replace=False))
-    return features[keep]
+    return features.read(keep)
 
 
-def load_run_features(run: TrainedRun, *, data_dir: Path | None = None) -> RunFeatures:
+def load_run_features(run: TrainedRun, *, data_dir: DataDirs | None = None) -> RunFeatures:
     """Rebuild the run's training and held-out clips from its config, split and dataset.
 
-    data_dir: the dataset root (default: the one recorded in run_info.json).
+    data_dir: the dataset root(s) (default: the ones recorded in run_info.json).
     Held-out: the test soundscape rows, else the validation rows, else the validation recordings.
     """
     run_dir = run.run_dir.root
-    recorded = data_dir or run.run_info.get("data_dir")
-    if not recorded:
+    roots = as_roots(data_dir) if data_dir else run.run_dir.read_data_dirs()
+    if not roots:
         raise RunFeaturesError(f"{run_dir}: no data_dir in run_info.json; pass the dataset directory explicitly")
-    if not Path(recorded).is_dir():
-        raise RunFeaturesError(f"{run_dir}: the run's dataset {recorded} is absent; export needs its training and "
-                               "held-out clips (re-create it, e.g. python -m birdlab data synth)")
-    data = prepare_training_data(data_dir=Path(recorded), config=run.config, spec=run.spec,
+    absent = [str(r) for r in roots if not r.is_dir()]
+    if absent:
+        raise RunFeaturesError(f"{run_dir}: the run's dataset {', '.join(absent)} is absent; export needs its training "
+                               "and held-out clips (re-create it, e.g. python -m birdlab data synth)")
+    recorded = ", ".join(map(str, roots))
+    data = prepare_training_data(data_dir=roots, config=run.config, spec=run.spec,
                                  cache=FeatureCache(spec=run.spec), split=run.split, species=run.species,
                                  include_train=True, progress=False)
     if not len(data.train):

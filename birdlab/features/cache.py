@@ -1,11 +1,18 @@
 """5-s clip features on disk: computed once per (feature spec, audio content), in parallel.
 
-Layout: <root>/<spec_hash>/feature_spec.json and one .npz per audio file and job, named
+Layout: <root>/<spec_hash>/feature_spec.json and one entry per audio file and job, named
 by the sha256 of the file's bytes (not its path), so a renamed file hits the cache, an
 edited file misses it, and a changed FeatureSpec writes to another directory:
 
-    <root>/<spec_hash>/<content_hash>.crops2-k<crops>-e<exponent>-s<seed>.npz  (train_short_audio)
-    <root>/<spec_hash>/<content_hash>.windows.npz                              (soundscapes)
+    <root>/<spec_hash>/<content_hash>.crops2-k<crops>-e<exponent>-s<seed>.v2.npy  (train_short_audio)
+    <root>/<spec_hash>/<content_hash>.windows.v2.npy                              (soundscapes)
+
+An entry is an uncompressed .npy of the features, float32 (n_clips, n_mels, clip_frames),
+which training maps and reads a batch at a time (birdlab.features.store) instead of holding
+it, and a .json beside it with the clip starts and the audio duration, written last: an
+entry without its .json is incomplete and is recomputed. `.v<CACHE_FORMAT_VERSION>` in the
+name retires older formats (format 1 was one .npz per entry): they are never read, and are
+recomputed on first use.
 
 Training crops are drawn from each recording with probability proportional to window
 energy ** exponent (calls are loud, gaps are quiet), by a generator seeded with the
@@ -16,15 +23,16 @@ at `seconds` is the scored row of train_soundscape_labels.csv.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import tempfile
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -41,6 +49,8 @@ ENERGY_FLOOR = 1e-12
 """Added to window energies so silent windows keep a small chance."""
 CROP_SCHEME_VERSION = 2
 """Part of the cache key of crops: bump it when the way crops are drawn changes."""
+CACHE_FORMAT_VERSION = 2
+"""Part of every entry's name: bump it when the layout of an entry on disk changes."""
 
 
 def default_cache_root() -> Path:
@@ -71,15 +81,24 @@ class CropPlan:
 
 @dataclass(frozen=True)
 class ClipFeatures:
-    """Log-mel features of the 5-s clips taken from one audio file."""
+    """Log-mel features of the 5-s clips taken from one audio file, as a cache entry on disk."""
 
     source: Path
-    features: np.ndarray
-    """float32 dB, shape (n_clips, n_mels, clip_frames), each exactly log_mel(clip)."""
+    features_path: Path
+    """The entry's .npy: float32 dB, shape (n_clips, n_mels, clip_frames), each exactly log_mel(clip)."""
     starts_s: np.ndarray
     """float64, shape (n_clips,): where each clip starts in the file, seconds."""
     duration_s: float
     """Length of the decoded audio, seconds."""
+
+    @property
+    def n_clips(self) -> int:
+        return int(self.starts_s.shape[0])
+
+    @property
+    def features(self) -> np.ndarray:
+        """The features, memory-mapped read-only (np.memmap, shape (n_clips, n_mels, clip_frames))."""
+        return np.load(self.features_path, mmap_mode="r")
 
 
 @dataclass(frozen=True)
@@ -164,19 +183,20 @@ class FeatureCache:
         return self.root / self.spec.spec_hash
 
     def entry_path(self, job: FeatureJob, *, file_hash: str) -> Path:
+        """The entry's features file (.npy); its metadata is the same name with .json."""
         kind = job.plan.key if job.plan is not None else "windows"
-        return self.directory / f"{file_hash}.{kind}.npz"
+        return self.directory / f"{file_hash}.{kind}.v{CACHE_FORMAT_VERSION}.npy"
+
+    def is_cached(self, job: FeatureJob) -> bool:
+        """True when the job's entry is complete on disk (its .json is written last)."""
+        return self.entry_path(job, file_hash=content_hash(job.path)).with_suffix(".json").is_file()
 
     def load(self, job: FeatureJob) -> ClipFeatures:
         """Features of `job`, from the cache or computed (and stored). Raises AudioError for unusable audio."""
-        file_hash = content_hash(job.path)
-        entry = self.entry_path(job, file_hash=file_hash)
-        if entry.is_file():
-            try:
-                with np.load(entry) as stored:
-                    return ClipFeatures(job.path, stored["features"], stored["starts_s"], float(stored["duration_s"]))
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                entry.unlink(missing_ok=True)  # a torn or foreign file: recompute it
+        entry = self.entry_path(job, file_hash=content_hash(job.path))
+        cached = self._read_entry(entry, source=job.path)
+        if cached is not None:
+            return cached
         samples = load_audio(job.path, sample_rate_hz=self.spec.sample_rate_hz)
         if job.plan is not None:
             features, starts_s = crop_features(samples, spec=self.spec, plan=job.plan)
@@ -184,21 +204,46 @@ class FeatureCache:
             features, starts_s = window_features(samples, spec=self.spec)
         duration_s = samples.shape[0] / self.spec.sample_rate_hz
         self._store(entry, features=features, starts_s=starts_s, duration_s=duration_s)
-        return ClipFeatures(job.path, features, starts_s, duration_s)
+        return ClipFeatures(job.path, entry, starts_s, duration_s)
 
-    def _store(self, entry: Path, **arrays: np.ndarray | float) -> None:
+    def _read_entry(self, entry: Path, *, source: Path) -> ClipFeatures | None:
+        """The stored entry, or None when it is absent, torn or foreign (its files are then removed)."""
+        meta_path = entry.with_suffix(".json")
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            starts_s = np.asarray(meta["starts_s"], dtype=np.float64)
+            shape = np.load(entry, mmap_mode="r").shape
+            if shape != (starts_s.shape[0], self.spec.n_mels, self.spec.clip_frames):
+                raise ValueError(f"shape {shape}")
+            return ClipFeatures(source, entry, starts_s, float(meta["duration_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            meta_path.unlink(missing_ok=True)  # a torn or foreign entry: recompute it
+            entry.unlink(missing_ok=True)
+            return None
+
+    def _store(self, entry: Path, *, features: np.ndarray, starts_s: np.ndarray, duration_s: float) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         spec_file = entry.parent / "feature_spec.json"
         if not spec_file.exists():
             self.spec.save(spec_file)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        meta = json.dumps({"format_version": CACHE_FORMAT_VERSION, "starts_s": [float(s) for s in starts_s],
+                           "duration_s": float(duration_s)})
+        _write_atomically(entry, lambda f: np.save(f, np.ascontiguousarray(features, dtype=np.float32)))
+        _write_atomically(entry.with_suffix(".json"), lambda f: f.write(meta.encode("utf-8")))
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the same directory, then rename it onto `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".tmp{path.suffix}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _load_in_worker(spec_json: str, root: str, job: FeatureJob) -> ClipFeatures | tuple[str, str]:
@@ -219,14 +264,15 @@ def compute_features(jobs: Sequence[FeatureJob], *, cache: FeatureCache, workers
     """Features of every job, in job order; unusable audio yields its AudioError instead.
 
     Cached entries are read in this process; the rest are computed by `workers` processes
-    (0 = one per CPU core; 1 = in this process) with a tqdm progress bar on stderr.
+    (0 = one per CPU core; 1 = in this process) with a tqdm progress bar on stderr. Only entry
+    names and clip starts come back: the features stay on disk (ClipFeatures.features maps them).
     """
     from tqdm import tqdm
 
     results: list[ClipFeatures | AudioError | None] = [None] * len(jobs)
     missing: list[int] = []
     for i, job in enumerate(jobs):
-        if cache.entry_path(job, file_hash=content_hash(job.path)).is_file():
+        if cache.is_cached(job):
             results[i] = _as_result(_load_in_worker(cache.spec.to_json(), str(cache.root), job))
         else:
             missing.append(i)

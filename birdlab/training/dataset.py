@@ -21,17 +21,20 @@ from typing import Any
 import numpy as np
 
 from birdlab.data.birdclef2021 import (
-    BirdCLEF2021,
+    DataDirs,
+    Dataset,
     MissingAudio,
     Recording,
     SoundscapeRow,
     find_missing_audio,
+    open_dataset,
     resolve_soundscape_id,
 )
 from birdlab.data.species import Species, SpeciesFilter, load_species
 from birdlab.errors import UserError
 from birdlab.features.cache import ClipFeatures, CropPlan, FeatureCache, FeatureJob, compute_features
 from birdlab.features.log_mel import log_mel
+from birdlab.features.store import ClipStore
 from birdlab.training.config import TrainConfig
 from edge_runtime.audio import AudioError
 from edge_runtime.spec import FeatureSpec
@@ -117,29 +120,34 @@ class Split:
 class LabelledClips:
     """Features with their labels.
 
-    features: float32 dB (n, n_mels, clip_frames). targets: float32 (n, n_species), the
+    features: float32 dB (n, n_mels, clip_frames) as a ClipStore, rows of the feature cache read a
+    batch at a time (an ndarray given here is wrapped, not copied). targets: float32 (n, n_species), the
     training targets (primary 1, secondary `secondary_label_target`). truth: bool
     (n, n_species), the label sets that metrics score (all-False = nocall). weights:
     float32 (n,). sources: n strings naming the file and the window.
     """
 
-    features: np.ndarray
+    features: ClipStore
     targets: np.ndarray
     truth: np.ndarray
     weights: np.ndarray
     sources: list[str]
 
+    def __post_init__(self) -> None:
+        if isinstance(self.features, np.ndarray):
+            self.features = ClipStore.from_array(self.features)
+
     @classmethod
     def empty(cls, *, spec: FeatureSpec, n_species: int) -> LabelledClips:
-        return cls(np.zeros((0, spec.n_mels, spec.clip_frames), np.float32), np.zeros((0, n_species), np.float32),
+        return cls(ClipStore.empty(clip_shape=(spec.n_mels, spec.clip_frames)), np.zeros((0, n_species), np.float32),
                    np.zeros((0, n_species), bool), np.zeros(0, np.float32), [])
 
     def __len__(self) -> int:
-        return int(self.features.shape[0])
+        return len(self.features)
 
     @staticmethod
     def concatenate(parts: list[LabelledClips]) -> LabelledClips:
-        return LabelledClips(features=np.concatenate([p.features for p in parts]),
+        return LabelledClips(features=ClipStore.concatenate([p.features for p in parts]),
                              targets=np.concatenate([p.targets for p in parts]),
                              truth=np.concatenate([p.truth for p in parts]),
                              weights=np.concatenate([p.weights for p in parts]),
@@ -156,7 +164,7 @@ class TrainingData:
     validation: LabelledClips
     validation_rows: LabelledClips
     test_rows: LabelledClips
-    noise_bank: np.ndarray
+    noise_bank: ClipStore
     """float32 dB (m, n_mels, clip_frames): nocall rows of non-test soundscapes + synthetic noise."""
     test_recordings: list[Recording] = field(default_factory=list)
     """The held-out test recordings (audio present); evaluate scores them per recording, a few at a time, so
@@ -168,7 +176,7 @@ class TrainingData:
     for the run summary (MissingAudio.describe / to_dict)."""
 
 
-def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
+def usable_recordings(dataset: Dataset, *, config: TrainConfig) -> tuple[tuple[Species, ...], list[Recording]]:
     """(label species in species-CSV order, recordings with audio present), filtered to the subset."""
     subset = load_species(config.species_csv)
     recordings = [r for r in subset_recordings(dataset, config=config) if r.audio_path.is_file()]
@@ -181,7 +189,7 @@ def usable_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> tuple[tu
     return species, recordings
 
 
-def subset_recordings(dataset: BirdCLEF2021, *, config: TrainConfig) -> list[Recording]:
+def subset_recordings(dataset: Dataset, *, config: TrainConfig) -> list[Recording]:
     """The metadata rows of the run's species subset (config.species_csv, config.min_rating), audio present or not."""
     return SpeciesFilter.for_species(load_species(config.species_csv), min_rating=config.min_rating).recordings(
         dataset.recordings())
@@ -316,19 +324,21 @@ def _label_vectors(labels_per_clip: list[tuple[str, tuple[str, ...]]], index: di
 
 def recording_clips(recordings: list[Recording], results: list[ClipFeatures | AudioError], *,
                     species: tuple[Species, ...], config: TrainConfig, spec: FeatureSpec) -> LabelledClips:
-    """Labelled crops of recordings (failed files are left out)."""
+    """Labelled crops of recordings (failed files are left out); the features stay in the cache."""
     index = {s.ebird_code: i for i, s in enumerate(species)}
-    features, labels, sources = [], [], []
+    files: list[tuple[Path, int]] = []
+    labels, sources = [], []
     for recording, result in zip(recordings, results, strict=True):
         if isinstance(result, AudioError):
             continue
-        features.append(result.features)
-        labels += [(recording.primary_label, recording.secondary_labels)] * len(result.features)
+        files.append((result.features_path, result.n_clips))
+        labels += [(recording.primary_label, recording.secondary_labels)] * result.n_clips
         sources += [f"{recording_key(recording)}@{s:.2f}s" for s in result.starts_s]
-    if not features:
+    if not files:
         return LabelledClips.empty(spec=spec, n_species=len(species))
     targets, truth = _label_vectors(labels, index, secondary_target=config.secondary_label_target)
-    return LabelledClips(np.concatenate(features), targets, truth, np.ones(len(sources), np.float32), sources)
+    return LabelledClips(ClipStore.from_files(files, clip_shape=(spec.n_mels, spec.clip_frames)), targets, truth,
+                         np.ones(len(sources), np.float32), sources)
 
 
 def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures], *,
@@ -337,19 +347,23 @@ def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures]
 
     windows: the features of each soundscape by soundscape id."""
     index = {s.ebird_code: i for i, s in enumerate(species)}
+    by_id = {audio_id: n for n, audio_id in enumerate(windows)}
+    whole = ClipStore.from_files([(w.features_path, w.n_clips) for w in windows.values()],
+                                 clip_shape=(spec.n_mels, spec.clip_frames))
+    first_clip = np.concatenate([[0], np.cumsum([w.n_clips for w in windows.values()])])
     picked, labels, sources = [], [], []
     for row in rows:
         audio = windows.get(row.soundscape_id)
         window = int(round(row.seconds / spec.clip_seconds)) - 1
-        if audio is None or window >= len(audio.features):
+        if audio is None or window >= audio.n_clips:
             continue
-        picked.append(audio.features[window])
+        picked.append(first_clip[by_id[row.audio_id]] + window)
         labels.append(("", tuple(b for b in row.birds if b in index)))
         sources.append(row.row_id)
     if not picked:
         return LabelledClips.empty(spec=spec, n_species=len(species))
     targets, truth = _label_vectors(labels, index, secondary_target=1.0)
-    return LabelledClips(np.stack(picked), targets, truth, np.ones(len(picked), np.float32), sources)
+    return LabelledClips(whole.take(picked), targets, truth, np.ones(len(picked), np.float32), sources)
 
 
 def class_balance_weights(targets: np.ndarray, *, power: float) -> np.ndarray:
@@ -361,15 +375,20 @@ def class_balance_weights(targets: np.ndarray, *, power: float) -> np.ndarray:
     return (weights / weights.mean()).astype(np.float32)
 
 
-def with_negatives(clips: LabelledClips, noise_bank: np.ndarray, *, fraction: float, seed: int) -> LabelledClips:
-    """`clips` plus round(fraction * len(clips)) background-only clips from `noise_bank` (targets all zero)."""
+def with_negatives(clips: LabelledClips, noise_bank: ClipStore | np.ndarray, *, fraction: float,
+                   seed: int) -> LabelledClips:
+    """`clips` plus round(fraction * len(clips)) background-only clips from `noise_bank` (targets all zero).
+
+    The negatives refer to the bank's rows; nothing is copied.
+    """
     n = int(round(fraction * len(clips)))
     if n == 0 or len(noise_bank) == 0:
         return clips
     rng = np.random.default_rng([seed, 37])
     picked = rng.integers(len(noise_bank), size=n)
     n_species = clips.targets.shape[1]
-    negatives = LabelledClips(noise_bank[picked].astype(np.float32), np.zeros((n, n_species), np.float32),
+    bank = noise_bank if isinstance(noise_bank, ClipStore) else ClipStore.from_array(noise_bank)
+    negatives = LabelledClips(bank.take(picked), np.zeros((n, n_species), np.float32),
                               np.zeros((n, n_species), bool), np.ones(n, np.float32),
                               [f"background#{i}" for i in picked])
     return LabelledClips.concatenate([clips, negatives])
@@ -392,13 +411,13 @@ def synthetic_noise_bank(*, spec: FeatureSpec, count: int, seed: int) -> np.ndar
     return np.stack(clips) if clips else np.zeros((0, spec.n_mels, spec.clip_frames), np.float32)
 
 
-def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureSpec, cache: FeatureCache,
+def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: FeatureSpec, cache: FeatureCache,
                           split: Split | None = None, species: tuple[Species, ...] | None = None,
                           include_train: bool = True, progress: bool = True) -> TrainingData:
     """Read the dataset, split it (unless `split` is given) and load every clip's features from the cache."""
     if abs(spec.clip_seconds - 5.0) > 1e-9:
         raise TrainingDataError(f"feature spec clip_seconds is {spec.clip_seconds}; BirdCLEF 2021 scores 5-s rows")
-    dataset = BirdCLEF2021(data_dir)
+    dataset = open_dataset(data_dir)
     found_species, recordings = usable_recordings(dataset, config=config)
     species = species or found_species
     soundscapes = dataset.soundscapes()
@@ -431,10 +450,10 @@ def prepare_training_data(*, data_dir: Path, config: TrainConfig, spec: FeatureS
                                 species=species, spec=spec)
     test_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.test_soundscapes], windows,
                                  species=species, spec=spec)
-    nocall = val_rows.features[~val_rows.truth.any(axis=1)] if len(val_rows) else val_rows.features
+    nocall = val_rows.features.take(np.flatnonzero(~val_rows.truth.any(axis=1)))
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)
     return TrainingData(species=species, split=split, train=train, validation=validation, validation_rows=val_rows,
-                        test_rows=test_rows, noise_bank=np.concatenate([nocall, noise]).astype(np.float32),
+                        test_rows=test_rows, noise_bank=ClipStore.concatenate([nocall, ClipStore.from_array(noise)]),
                         test_recordings=[by_key[k] for k in split.test_recordings],
                         skipped=skipped, missing_audio=find_missing_audio(subset_recordings(dataset, config=config)))
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from birdlab.data.birdclef2021 import Recording
+from birdlab.data.birdclef2021 import DataDirs, Recording, as_roots
 from birdlab.features.cache import FeatureCache, FeatureJob, compute_features
 from birdlab.metrics import (
     MIN_POSITIVE_ROWS,
@@ -44,7 +44,7 @@ from birdlab.metrics import (
 )
 from birdlab.training.dataset import LabelledClips, TrainingData, prepare_training_data, recording_key
 from birdlab.training.figures import save_confusion, save_per_class_ap, save_training_curves
-from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir
+from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir, RunDirError
 from edge_runtime.audio import AudioError
 from edge_runtime.bundle import LABELS_FILENAME
 from edge_runtime.spec import SPEC_FILENAME
@@ -68,8 +68,17 @@ NO_TEST_RECORDINGS = ("no clip figures: this run's split.json has no test record
 
 
 def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
-    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species)."""
-    return predict_features(model, clips.features)
+    """Sigmoid probabilities, float32 (n, n_species); empty input gives (0, n_species).
+
+    The clips are read and scored PREDICT_BATCH at a time: memory does not grow with the set.
+    """
+    n_species = int(model.output_shape[-1])
+    out = np.zeros((len(clips), n_species), np.float32)
+    done = 0
+    for batch in clips.features.batches(batch_size=PREDICT_BATCH):
+        out[done:done + len(batch)] = np.asarray(model.predict_on_batch(batch[..., None]), np.float32)
+        done += len(batch)
+    return out
 
 
 def predict_features(model: keras.Model, features: np.ndarray) -> np.ndarray:
@@ -231,7 +240,7 @@ def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: flo
     }
 
 
-def evaluate_saved_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
+def evaluate_saved_run(run_dir: str | Path, *, data_dir: DataDirs | None = None,
                        cache_root: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """`python -m birdlab evaluate`: read a finished run through RunDir, rebuild its held-out clips, score it.
 
@@ -242,10 +251,12 @@ def evaluate_saved_run(run_dir: str | Path, *, data_dir: str | Path | None = Non
     run = RunDir(Path(run_dir))
     run.require((MODEL_FILENAME, CONFIG_FILENAME, SPEC_FILENAME, LABELS_FILENAME, SPLIT_FILENAME))
     config, spec, species = run.read_config(), run.read_spec(), run.read_species()
+    roots = as_roots(data_dir) if data_dir else run.read_data_dirs()
+    if not roots:
+        raise RunDirError(f"{run.run_info_path}: no dataset recorded; pass --data")
     cache = FeatureCache(spec=spec, root=cache_root)
-    data = prepare_training_data(data_dir=Path(data_dir or run.read_run_info().get("data_dir") or ""), config=config,
-                                 spec=spec, cache=cache, split=run.read_split(), species=species,
-                                 include_train=False, progress=progress)
+    data = prepare_training_data(data_dir=roots, config=config, spec=spec, cache=cache, split=run.read_split(),
+                                 species=species, include_train=False, progress=progress)
     return evaluate_run(run, model=keras.models.load_model(run.model_path), data=data, cache=cache,
                         workers=config.feature_workers, progress=progress)
 

@@ -155,6 +155,13 @@ class RunDir:
         """run_info.json; {} when absent (an older or interrupted run)."""
         return read_json_object(self.run_info_path, required=False)
 
+    def read_data_dirs(self) -> tuple[Path, ...]:
+        """The dataset roots the run was trained on (run_info.json 'data_dirs', or 'data_dir' in older runs);
+        () when none is recorded."""
+        info = self.read_run_info()
+        dirs = info.get("data_dirs") or ([info["data_dir"]] if info.get("data_dir") else [])
+        return tuple(Path(d) for d in dirs)
+
     def require(self, names: tuple[str, ...] = TRAINED_FILES) -> None:
         """Raise RunDirError naming the first missing file of `names`."""
         if not self.root.is_dir():

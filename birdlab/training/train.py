@@ -5,6 +5,11 @@ the run; its files and formats are birdlab.training.run_dir's (RunDir).
 
 Same seed -> same split, same crops, same batches and augmentations, same weights and the
 same metrics on CPU (tf.keras.utils.set_random_seed + enable_op_determinism).
+
+Memory stays flat as the dataset grows: the clip features stay in the feature cache and
+the input pipeline shuffles clip indices and reads each batch's rows from disk
+(birdlab.features.store.ClipStore); the normalisation statistics are streamed; only the
+labels (n x n_species) and a noise bank of at most MAX_NOISE_CLIPS clips are in memory.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from birdlab import __version__
+from birdlab.data.birdclef2021 import DataDirs, as_roots
 from birdlab.errors import UserError
 from birdlab.features.cache import FeatureCache
+from birdlab.features.store import ClipStore
 from birdlab.provenance import git_state, package_versions
 from birdlab.training.augment import augment_batch
 from birdlab.training.config import TrainConfig
@@ -131,16 +138,46 @@ def _dataset_options() -> tf.data.Options:
     return options
 
 
-def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: FeatureSpec,
-                       noise_bank: np.ndarray) -> tf.data.Dataset:
-    """Shuffled, batched, augmented (features (b, n_mels, frames, 1), targets (b, n_species), weights (b,))."""
+def _read_batches(indices: tf.data.Dataset, clips: LabelledClips, *, with_weights: bool) -> tf.data.Dataset:
+    """Batches of clip indices (int64 (b,)) -> (features (b, n_mels, frames, 1), targets (b, n_species)[, weights]).
+
+    The features are read from `clips.features` (a ClipStore) batch by batch, in order.
+    """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets, clips.weights))
+    store: ClipStore = clips.features
+    n_mels, frames = store.clip_shape
+    targets, weights = tf.constant(clips.targets), tf.constant(clips.weights)
+
+    def read(batch: np.ndarray) -> np.ndarray:
+        return store.read(batch)
+
+    @tf.autograph.experimental.do_not_convert
+    def load(batch: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        features = tf.numpy_function(read, [batch], tf.float32, stateful=False)
+        features = tf.ensure_shape(features, (None, n_mels, frames))[..., None]
+        picked = (features, tf.gather(targets, batch))
+        return (*picked, tf.gather(weights, batch)) if with_weights else picked
+
+    return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: FeatureSpec,
+                       noise_bank: np.ndarray) -> tf.data.Dataset:
+    """Shuffled, batched, augmented (features (b, n_mels, frames, 1), targets (b, n_species), weights (b,)).
+
+    The shuffle permutes clip indices (the order a shuffle of the clips themselves would give);
+    each batch's features are read from the clip store, so the set is never in memory at once.
+    noise_bank: float32 dB (m, n_mels, frames), in memory (keep it small: MAX_NOISE_CLIPS).
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.range(len(clips))
     # Full batches only: a short last batch can leave a replica of MirroredStrategy with no example, and
     # Keras' BatchNormalization then fails ("Incompatible shapes") in that replica.
     ds = ds.shuffle(len(clips), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size, drop_remainder=len(clips) >= config.batch_size)
+    ds = _read_batches(ds.batch(config.batch_size, drop_remainder=len(clips) >= config.batch_size), clips,
+                       with_weights=True)
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
     bank = tf.constant(noise_bank[..., None]) if len(noise_bank) else None
 
@@ -154,36 +191,49 @@ def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: Featu
 
 
 def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Dataset:
-    """Unaugmented (features, targets) batches in order."""
+    """Unaugmented (features, targets) batches in order, read from the clip store batch by batch."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((clips.features[..., None], clips.targets)).batch(batch_size)
+    ds = _read_batches(tf.data.Dataset.range(len(clips)).batch(batch_size), clips, with_weights=False)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
 
 
+def epoch_timer_callback() -> keras.callbacks.Callback:
+    """Records each epoch's wall-clock seconds (training and validation) in `.seconds`."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
 
 
-
-
-
-
-
-
-def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spec: FeatureSpec | None = None,
+def train(*, config: TrainConfig, data_dir: DataDirs, out_dir: str | Path, spec: FeatureSpec | None = None,
           cache_root: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it."""
+    """Train `config` on the BirdCLEF 2021 layout in `data_dir` (one root or several, read as one), write the run
+    to `out_dir`, evaluate it."""
     started = datetime.now(UTC)
-    data_dir, run_dir = Path(data_dir), RunDir(Path(out_dir))
+    roots, run_dir = as_roots(data_dir), RunDir(Path(out_dir))
     spec = spec or FeatureSpec()
     cache = FeatureCache(spec=spec, root=cache_root)
     feature_start = time.perf_counter()
-    data = prepare_training_data(data_dir=data_dir, config=config, spec=spec, cache=cache, progress=progress)
+    data = prepare_training_data(data_dir=roots, config=config, spec=spec, cache=cache, progress=progress)
     feature_seconds = time.perf_counter() - feature_start
+    if data.missing_audio and data.missing_audio.count and progress:
+        print(f"warning: {data.missing_audio.describe()}")
     if len(data.train) == 0:
-        raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
+        raise UserError(f"{', '.join(map(str, roots))}: no usable training clip (skipped: {data.skipped[:3]})")
 
     with op_determinism():
-        return _train_model(config=config, data=data, data_dir=data_dir, run_dir=run_dir, spec=spec, started=started,
+        return _train_model(config=config, data=data, roots=roots, run_dir=run_dir, spec=spec, started=started,
                             feature_seconds=feature_seconds, progress=progress, cache=cache)
 
 
@@ -206,8 +256,9 @@ def op_determinism() -> Iterator[None]:
             disable()
 
 
-def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run_dir: RunDir, spec: FeatureSpec,
-                 started: datetime, feature_seconds: float, progress: bool, cache: FeatureCache) -> TrainResult:
+def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir,
+                 spec: FeatureSpec, started: datetime, feature_seconds: float, progress: bool,
+                 cache: FeatureCache) -> TrainResult:
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -216,12 +267,13 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
     run_dir.start()
     run_dir.write_inputs(config=config, spec=spec, species=data.species, split=data.split)
 
-    mean_db = float(np.mean(data.train.features, dtype=np.float64))
-    std_db = float(np.std(data.train.features, dtype=np.float64)) or 1.0
+    mean_db, std_db = data.train.features.mean_std()
+    std_db = std_db or 1.0
     rng = np.random.default_rng([config.seed, 31])
-    noise_bank = data.noise_bank
-    if len(noise_bank) > MAX_NOISE_CLIPS:
-        noise_bank = noise_bank[np.sort(rng.choice(len(noise_bank), MAX_NOISE_CLIPS, replace=False))]
+    keep = np.arange(len(data.noise_bank))
+    if len(keep) > MAX_NOISE_CLIPS:
+        keep = np.sort(rng.choice(len(keep), MAX_NOISE_CLIPS, replace=False))
+    noise_bank = data.noise_bank.read(keep)  # at most MAX_NOISE_CLIPS clips, in memory for the augmentations
     train_clips = with_negatives(data.train, noise_bank, fraction=config.negative_fraction, seed=config.seed)
     train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
     has_validation = len(data.validation) > 0
@@ -249,6 +301,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
     budget = time_budget_callback(config.max_train_seconds) if config.max_train_seconds else None
     if budget is not None:
         callbacks.append(budget)
+    timer = epoch_timer_callback()
+    callbacks.append(timer)
     fit_start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if progress else 0)
@@ -264,7 +318,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
         "package_versions": package_versions(),
         "python": platform.python_version(),
         "seed": config.seed,
-        "data_dir": str(data_dir.resolve()),
+        "data_dir": str(roots[0].resolve()),
+        "data_dirs": [str(r.resolve()) for r in roots],
         "spec_hash": spec.spec_hash,
         "strategy": type(strategy).__name__,
         "strategy_kind": resolve_strategy_name(config.strategy),
@@ -274,6 +329,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
         "feature_seconds": round(feature_seconds, 1),
         "train_seconds": round(train_seconds, 1),
         "epochs_run": len(history.history.get("loss", [])),
+        "epoch_seconds": [round(s, 2) for s in timer.seconds],
         "stopped_by_time_budget": bool(budget is not None and budget.stopped),
         "parameters": int(model.count_params()),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
@@ -293,8 +349,6 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
                            progress=progress)
     return TrainResult(run_dir=run_dir.root, metrics=metrics, epochs_run=len(history.history.get("loss", [])),
                        train_seconds=train_seconds, n_train_clips=len(data.train))
-
-
 
 
 __all__ = ["TrainResult", "TrainingData", "make_train_dataset", "select_strategy", "train"]

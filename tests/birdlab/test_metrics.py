@@ -1,5 +1,5 @@
-"""BirdCLEF 2021's row-wise micro F1 and the per-class figures; clip-level scores (AP, padded cmAP, top-1), the
-soundscape F1 with its baseline, and the headline chooser, on hand-made rows.
+"""birdlab.metrics on hand-made rows: BirdCLEF 2021's row-wise micro F1 and per-class figures, clip-level scores
+(AP, padded cmAP, top-1), the soundscape F1 with its nocall baseline, and the headline chooser.
 
 Known answers are worked by hand in the comments; the AP family is also checked against scikit-learn.
 """

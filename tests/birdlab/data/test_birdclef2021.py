@@ -8,8 +8,11 @@ import pytest
 from birdlab.data.birdclef2021 import (
     METADATA_COLUMNS,
     BirdCLEF2021,
+    DatasetError,
+    MergedDatasets,
     SoundscapeRow,
     find_missing_audio,
+    open_dataset,
     parse_soundscape_name,
     read_soundscape_labels,
     resolve_soundscape_id,
@@ -223,3 +226,28 @@ def test_missing_audio_is_counted_and_named_by_the_reader(synthetic_quick, tmp_p
     expected = [f"{r.primary_label}/{r.filename}" for r in one_species if r in recordings[:7]]
     assert subset.listed == len(one_species) and list(subset.missing) == expected and 0 < len(expected) < 3
     assert BirdCLEF2021(synthetic_quick).missing_audio.describe() == ""
+
+
+def test_several_roots_read_as_one_and_refuse_a_recording_or_soundscape_in_two(synthetic_quick, tmp_path):
+    external = tmp_path / "external"
+    external.mkdir()
+    _write_metadata(external / "train_metadata.csv", [GOOD_ROW, {**GOOD_ROW, "filename": "XC2.ogg"}])
+    merged = open_dataset([synthetic_quick, external])
+    assert isinstance(merged, MergedDatasets) and merged.roots == (synthetic_quick, external)
+    own = BirdCLEF2021(synthetic_quick).recordings()
+    recordings = merged.recordings()
+    assert recordings[: len(own)] == own and [r.filename for r in recordings[len(own):]] == ["XC1.ogg", "XC2.ogg"]
+    assert recordings[-1].audio_path == external / "train_short_audio" / "mallar3" / "XC2.ogg"
+    assert merged.soundscapes() == BirdCLEF2021(synthetic_quick).soundscapes()
+    assert isinstance(open_dataset(synthetic_quick), BirdCLEF2021)
+
+    twin = tmp_path / "twin"
+    shutil.copytree(external, twin)
+    with pytest.raises(DatasetError, match=r"mallar3/XC1.ogg is in both .*external and .*twin"):
+        open_dataset([external, twin]).recordings()
+    scapes = tmp_path / "scapes" / "train_soundscapes"
+    scapes.mkdir(parents=True)
+    for name in sorted(p.name for p in (synthetic_quick / "train_soundscapes").iterdir())[:1]:
+        shutil.copy(synthetic_quick / "train_soundscapes" / name, scapes / name)
+    with pytest.raises(DatasetError, match="is in both"):
+        open_dataset([synthetic_quick, scapes.parent]).soundscapes()

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from birdlab.features.cache import CropPlan, FeatureCache, FeatureJob, compute_features
+from birdlab.features.cache import (
+    CACHE_FORMAT_VERSION,
+    CropPlan,
+    FeatureCache,
+    FeatureJob,
+    compute_features,
+    content_hash,
+)
 from birdlab.features.log_mel import log_mel
 from edge_runtime.audio import AudioError
 from edge_runtime.spec import FeatureSpec
@@ -72,10 +79,11 @@ def test_cache_is_keyed_by_content_and_spec(tmp_path: Path, rng: np.random.Gener
     cache = FeatureCache(spec=SPEC, root=tmp_path / "cache")
     job = FeatureJob(path, CropPlan(2, 1.0, 0))
     first = cache.load(job)
-    entries = sorted(cache.directory.glob("*.npz"))
+    entries = sorted(cache.directory.glob("*.npy"))
     assert len(entries) == 1 and (cache.directory / "feature_spec.json").is_file()
+    assert entries[0].with_suffix(".json").is_file()
     # The cache is read, not recomputed: overwrite the stored features and see them come back.
-    np.savez(entries[0], features=np.zeros_like(first.features), starts_s=first.starts_s, duration_s=8.0)
+    np.save(entries[0], np.zeros(first.features.shape, np.float32))
     assert not cache.load(job).features.any()
     # Same bytes under another name: the same entry.
     renamed = path.rename(tmp_path / "renamed.wav")
@@ -108,6 +116,29 @@ def test_same_audio_in_another_container_gives_the_same_crops(tmp_path: Path, rn
     cache = FeatureCache(spec=SPEC, root=tmp_path / "cache")
     plan = CropPlan(crops=3, energy_exponent=1.0, seed=5)
     from_wav, from_flac = cache.load(FeatureJob(wav, plan)), cache.load(FeatureJob(flac, plan))
-    assert len(list(cache.directory.glob("*.npz"))) == 2  # two files, two cache entries
+    assert len(list(cache.directory.glob("*.npy"))) == 2  # two files, two cache entries
     np.testing.assert_array_equal(from_wav.starts_s, from_flac.starts_s)
     np.testing.assert_array_equal(from_wav.features, from_flac.features)
+
+
+def test_entries_of_an_older_format_or_torn_are_recomputed(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = _write(tmp_path / "a.wav", _burst_recording(rng, seconds=8.0))
+    cache = FeatureCache(spec=SPEC, root=tmp_path / "cache")
+    job = FeatureJob(path, CropPlan(2, 1.0, 0))
+    entry = cache.entry_path(job, file_hash=content_hash(path))
+    assert entry.name.endswith(f".v{CACHE_FORMAT_VERSION}.npy")
+    # Format 1 (one .npz, no version in the name) is never read.
+    old = entry.parent / entry.name.replace(f".v{CACHE_FORMAT_VERSION}.npy", ".npz")
+    old.parent.mkdir(parents=True)
+    np.savez(old, features=np.zeros((2, SPEC.n_mels, SPEC.clip_frames), np.float32), starts_s=np.zeros(2),
+             duration_s=8.0)
+    assert not cache.is_cached(job)
+    fresh = cache.load(job)
+    assert fresh.features.any() and fresh.features_path == entry and cache.is_cached(job)
+    # Features without their metadata (a run killed between the two writes) are recomputed.
+    entry.with_suffix(".json").unlink()
+    np.save(entry, np.zeros((2, SPEC.n_mels, SPEC.clip_frames), np.float32))
+    np.testing.assert_array_equal(cache.load(job).features, fresh.features)
+    # Features whose shape disagrees with the metadata are recomputed.
+    np.save(entry, np.zeros((1, SPEC.n_mels, SPEC.clip_frames), np.float32))
+    np.testing.assert_array_equal(cache.load(job).features, fresh.features)
