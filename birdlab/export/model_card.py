@@ -74,7 +74,8 @@ def metrics_section(metrics: dict[str, Any]) -> list[str]:
                      f"this model; predicting nocall everywhere scores {_value(scape['nocall_baseline_f1'])}.")
         if scape["degenerate"]:
             lines.append(f"- **Degenerate:** fewer than {scape.get('min_positive_rows', 50)} rows hold a species of "
-                         "this model, so the figure mostly measures silence; it is never the headline.")
+                         "this model, too few to tell it from a model that never predicts a bird; the figure is "
+                         "never the headline.")
     else:
         lines.append("- None: no test soundscape rows were scored.")
     scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}

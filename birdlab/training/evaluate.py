@@ -61,8 +61,9 @@ PREDICT_BATCH = 64
 MIN_THRESHOLD_POSITIVE_ROWS = 10
 """Validation soundscape rows holding a subset species needed to choose the threshold on those rows alone
 (else on every validation clip: rows of all-nocall soundscapes would push it to the top of the grid)."""
-RECORDINGS_PER_CHUNK = 128
-"""Test recordings whose window features are held at once while scoring (memory stays bounded)."""
+RECORDINGS_PER_CHUNK = 32
+"""Test recordings whose window features are held at once while scoring: ~36 MB for 32 recordings of the real
+median 35 s (7 windows of 160 kB), ~0.6 GB if all 32 ran 10 minutes; memory stays bounded by the chunk."""
 NO_TEST_RECORDINGS = ("no clip figures: this run's split.json has no test recordings (it predates the three-way "
                       "split, or every species has fewer than 3 recordings or test_fraction is 0); retrain to get them")
 
@@ -218,8 +219,8 @@ def describe_metrics(metrics: dict[str, Any]) -> str:
                 f"{scape['row_wise_micro_f1']:.3f} vs all-nocall baseline {scape['nocall_baseline_f1']:.3f} on "
                 f"{scape['rows']} rows, {scape['positive_rows']} with a subset species")
         if scape["degenerate"]:
-            text += (f": DEGENERATE (< {scape.get('min_positive_rows', MIN_POSITIVE_ROWS)} positive rows; it mostly "
-                     "measures silence and is never the headline)")
+            text += (f": DEGENERATE (< {scape.get('min_positive_rows', MIN_POSITIVE_ROWS)} positive rows: too few "
+                     "to tell the model from one that never predicts a bird; never the headline)")
         lines.append(text)
     else:
         lines.append("soundscape: no test soundscape rows scored")

@@ -103,6 +103,19 @@ def test_evaluate_from_disk_reproduces_the_metrics(quick_runs: dict[str, Path], 
 
 
 @pytest.mark.slow
+def test_test_recordings_scored_one_at_a_time_give_the_same_metrics(quick_runs: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from birdlab.training import evaluate
+
+    run = Path(shutil.copytree(quick_runs["a"], tmp_path / "one_by_one"))
+    monkeypatch.setattr(evaluate, "RECORDINGS_PER_CHUNK", 1)
+    metrics = evaluate.evaluate_saved_run(run, cache_root=quick_runs["cache"], progress=False)
+    assert metrics == json.loads((quick_runs["a"] / "metrics.json").read_text())
+
+
+@pytest.mark.slow
 def test_an_older_run_without_test_recordings_is_evaluated_without_clip_figures_and_says_so(
         quick_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import shutil
