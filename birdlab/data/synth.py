@@ -1,15 +1,24 @@
-"""The embedded default: a deterministic synthetic dataset in the exact BirdCLEF 2021 layout.
+"""The embedded default: a deterministic synthetic dataset in the exact BirdCLEF 2021 layout, with the real data's
+awkward traits.
 
-Each species gets a voice (`CallModel`): a frequency band, an FM shape, syllable length,
-repetition and gaps, harmonics and, for some, a trill (fast amplitude modulation). Voices
-come in look-alike pairs (same band, different shape or rhythm), so the task needs more
-than a band-energy detector. Every recording varies the voice (pitch, tempo, syllable
-count), adds background noise at a random SNR and sometimes a quieter second species
-(listed in secondary_labels). Soundscapes are ~1-minute mixtures with a labels CSV whose
-rows say which species call in each scored 5-s window, or 'nocall'.
+Each species gets a voice (`birdlab.data.synth_voice`): a frequency band, an FM shape, syllable
+length, repetition and gaps, harmonics and, for some, a trill. Voices come in look-alike pairs, so
+the task needs more than a band-energy detector. What the real BirdCLEF 2021 files do, the
+default does too:
 
-Audio is written as real OGG Vorbis at 32 kHz. The same seed gives identical audio
-samples (the Ogg stream serial number in the file bytes may differ).
+- recordings of 5-90 s, median 30 s (log-normal), each with background noise at a random SNR;
+  files longer than 60 s exist (edge_runtime.file_stream decodes them block by block);
+- secondary labels mostly of species outside the subset (codes from the 397 of BirdCLEF 2021),
+  each audible as a quieter call of its own voice;
+- ratings with 0.0 (= unrated), worldwide coordinates with some in Brittany, free-text `time`,
+  several recordists per species (`birdlab.data.synth_metadata`);
+- 10-minute soundscapes named <audio_id>_<SITE>_<yyyymmdd>.ogg at sites COR and SSW, whose rows
+  are mostly `nocall` once filtered to the subset: silent windows, windows with only birds outside
+  the subset (listed in the labels CSV, as the real file does), and windows with subset species.
+
+Everything is planned first (`plan_dataset`: metadata, lengths, soundscape phrases and labels, no
+audio), then rendered and written as OGG Vorbis at 32 kHz by worker processes. The same seed gives
+identical audio samples (the Ogg stream serial number in the file bytes may differ).
 """
 
 from __future__ import annotations
@@ -17,26 +26,54 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import zlib
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from birdlab.data import birdclef2021 as bc
+from birdlab.data import synth_metadata as meta
 from birdlab.data.ogg import write_ogg_vorbis
-from birdlab.data.species import Species, load_species
+from birdlab.data.species import Species, birdclef2021_codes, load_species
+from birdlab.data.synth_voice import (
+    CallModel,
+    Phrase,
+    background_noise,
+    call_models,
+    code_rng,
+    distractor_models,
+    mix_phrase,
+    normalise,
+    phrase_seconds,
+    phrase_spans,
+    plan_phrase,
+)
 from birdlab.errors import UserError
 
+__all__ = ["SITES", "SynthConfig", "SynthSummary", "call_models", "ensure_synthetic", "is_synthesized",
+           "plan_dataset", "synthesize", "write_csv_files"]
+
 SYNTH_MANIFEST = "synth_manifest.json"
-SYNTH_FORMAT_VERSION = 2
-SHAPES = ("up", "down", "arch", "vibrato", "flat", "wave")
-_SITES = ("BRE", "LOR", "MOR")
+SYNTH_FORMAT_VERSION = 3
+SITES = ("COR", "SSW")
+"""Soundscape sites, as in the real train_soundscapes (COR: Costa Rica, SSW: Sapsucker Woods)."""
+RECORDING_LENGTH_SIGMA = 0.6
+"""Spread of the log-normal recording lengths (natural log)."""
+LABEL_MIN_SECONDS = 0.04
+"""A species is labelled in a window when at least this much of its syllables falls inside it."""
+SOUNDSCAPE_RESIDENTS = 6
+"""Species outside the subset that call in one soundscape (its site's other birds)."""
+NOISE_RMS = 0.05
+"""Background noise level before the file is normalised."""
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Size and difficulty of the synthetic dataset."""
+    """Size, difficulty and traits of the synthetic dataset."""
 
     seed: int = 2021
     """Seed of every random choice (same seed -> identical audio samples)."""
@@ -44,220 +81,250 @@ class SynthConfig:
     """How many species of the subset get recordings (the first n of data/brittany_species.csv)."""
     recordings_per_species: int = 10
     """train_short_audio files per species."""
-    recording_seconds: tuple[float, float] = (5.0, 12.0)
-    """Range of recording lengths in seconds."""
-    n_soundscapes: int = 8
-    """Number of train_soundscapes files (training puts half in validation, half in test: 48 scored test rows)."""
-    soundscape_seconds: int = 60
-    """Soundscape length in seconds (a multiple of 5: BirdCLEF scores 5-s windows)."""
+    recording_seconds: tuple[float, float] = (5.0, 90.0)
+    """Shortest and longest recording, seconds."""
+    recording_median_seconds: float = 30.0
+    """Median recording length: lengths are log-normal around it, clipped to recording_seconds."""
+    n_soundscapes: int = 4
+    """Number of train_soundscapes files (sites alternate COR, SSW)."""
+    soundscape_seconds: int = 600
+    """Soundscape length in seconds (a multiple of 5: BirdCLEF scores 5-s windows); the real ones are 600."""
+    positive_window_share: float = 0.32
+    """Fraction of soundscape windows given 1-2 calls of subset species (calls may spill into the next window)."""
+    distractor_window_share: float = 0.2
+    """Fraction of soundscape windows given only calls of species outside the subset (nocall for the subset)."""
     sample_rate_hz: int = 32000
     """Sample rate of the written files (BirdCLEF 2021's)."""
     snr_db: tuple[float, float] = (3.0, 24.0)
     """Range of signal-to-noise ratios of a call against the background, in dB."""
-    secondary_probability: float = 0.3
-    """Chance that a recording also holds a quieter call of another species."""
-    nocall_window_probability: float = 0.3
-    """Fraction of soundscape windows with no call placed in them (at least one when > 0)."""
+    secondary_probability: float = 0.35
+    """Chance that a recording has background species (secondary labels, each a quieter call)."""
+    secondary_subset_share: float = 0.25
+    """Chance that a secondary label is a subset species (else one of the other BirdCLEF 2021 codes)."""
+    unrated_share: float = 0.08
+    """Fraction of recordings rated 0.0 (unrated)."""
+    brittany_share: float = 0.25
+    """Fraction of recordings located in Brittany's box."""
+    outside_europe_share: float = 0.3
+    """Fraction of recordings located outside Europe."""
+
+    def __post_init__(self) -> None:
+        low, high = self.recording_seconds
+        if not 0 < low <= self.recording_median_seconds <= high:
+            raise UserError(f"synth config: need 0 < recording_seconds[0] <= recording_median_seconds <= "
+                            f"recording_seconds[1], got {self.recording_seconds} and {self.recording_median_seconds}")
+        if self.positive_window_share + self.distractor_window_share > 1:
+            raise UserError("synth config: positive_window_share + distractor_window_share must be <= 1")
 
     @classmethod
     def quick(cls) -> SynthConfig:
-        """A tiny dataset for smoke tests: 4 species, 3 short recordings each, one 30-s soundscape."""
-        return cls(n_species=4, recordings_per_species=3, recording_seconds=(3.0, 5.0), n_soundscapes=1,
-                   soundscape_seconds=30)
+        """A tiny dataset for smoke tests: 4 species, 3 recordings of 3-5 s each, one 30-s soundscape
+        (3 windows with subset calls, 1 with another species only)."""
+        return cls(n_species=4, recordings_per_species=3, recording_seconds=(3.0, 5.0), recording_median_seconds=4.0,
+                   n_soundscapes=1, soundscape_seconds=30, positive_window_share=0.5, distractor_window_share=0.17)
 
     def to_dict(self) -> dict[str, object]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 @dataclass(frozen=True)
-class CallModel:
-    """A species' voice."""
+class RecordingPlan:
+    """One train_short_audio file before it is rendered."""
 
-    center_hz: float
-    """Centre frequency of the call."""
-    bandwidth_hz: float
-    """Frequency excursion of the FM shape."""
-    shape: str
-    """FM shape, one of SHAPES."""
-    syllable_s: float
-    """Syllable length in seconds."""
-    gap_s: float
-    """Silence between syllables in seconds."""
-    syllables: int
-    """Syllables per phrase."""
-    harmonics: tuple[float, ...]
-    """Relative amplitude of harmonics 1, 2, ..."""
-    trill_hz: float
-    """Amplitude modulation rate (0 = none)."""
+    row: dict[str, str]
+    """Its train_metadata.csv row."""
+    seconds: float
+    """Length of the audio."""
+    secondary: tuple[str, ...]
+    """Background species, each rendered as a quieter call."""
+    render_seed: tuple[int, ...]
+    """Seeds the noise and the calls of the rendering."""
+
+    @property
+    def relative_path(self) -> Path:
+        return Path(bc.SHORT_AUDIO_DIR) / self.row["primary_label"] / self.row["filename"]
 
 
-def _species_rng(seed: int, code: str, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(code.encode()), stream])
+@dataclass(frozen=True)
+class SoundscapePlan:
+    """One train_soundscapes file before it is rendered: every call and the labels of every window."""
+
+    audio_id: int
+    site: str
+    date: str
+    seconds: int
+    phrases: tuple[Phrase, ...]
+    windows: tuple[tuple[str, ...], ...]
+    """Birds of each scored 5-s window (subset species and others), empty = nocall."""
+    render_seed: tuple[int, ...]
+    """Seeds the background noise of the rendering."""
+
+    @property
+    def relative_path(self) -> Path:
+        return Path(bc.SOUNDSCAPES_DIR) / f"{self.audio_id}_{self.site}_{self.date}.ogg"
+
+    def label_rows(self) -> list[dict[str, object]]:
+        """Its rows of train_soundscape_labels.csv."""
+        rows: list[dict[str, object]] = []
+        for w, birds in enumerate(self.windows):
+            seconds = (w + 1) * bc.WINDOW_SECONDS
+            rows.append({"row_id": f"{self.audio_id}_{self.site}_{seconds}", "site": self.site,
+                         "audio_id": self.audio_id, "seconds": seconds,
+                         "birds": " ".join(birds) if birds else bc.NOCALL})
+        return rows
 
 
-def call_models(species: tuple[Species, ...], *, seed: int) -> dict[str, CallModel]:
-    """One voice per species; species 2k and 2k+1 share a band (look-alike pairs)."""
-    models: dict[str, CallModel] = {}
-    for index, sp in enumerate(species):
-        rng = _species_rng(seed, sp.ebird_code, 0)
-        pair_rng = _species_rng(seed, species[index - index % 2].ebird_code, 1)
-        center = float(np.exp(pair_rng.uniform(np.log(1000.0), np.log(8500.0))))
-        center *= float(rng.uniform(0.93, 1.07))
-        shape = SHAPES[(index // 2 * 7 + index % 2 * 3) % len(SHAPES)]
-        models[sp.ebird_code] = CallModel(
-            center_hz=center,
-            bandwidth_hz=float(center * rng.uniform(0.1, 0.45)),
-            shape=shape,
-            syllable_s=float(rng.uniform(0.05, 0.3)),
-            gap_s=float(rng.uniform(0.03, 0.2)),
-            syllables=int(rng.integers(1, 7)),
-            harmonics=tuple(float(a) for a in [1.0, *rng.uniform(0.0, 0.6, size=int(rng.integers(0, 3)))]),
-            trill_hz=float(rng.uniform(18.0, 45.0)) if rng.random() < 0.3 else 0.0,
-        )
-    return models
+@dataclass(frozen=True)
+class DatasetPlan:
+    """The whole dataset before rendering."""
+
+    config: SynthConfig
+    species: tuple[Species, ...]
+    voices: dict[str, CallModel]
+    """Every voice that calls: the subset species' and the background species'."""
+    recordings: tuple[RecordingPlan, ...]
+    soundscapes: tuple[SoundscapePlan, ...]
 
 
-def _fm_curve(shape: str, u: np.ndarray) -> np.ndarray:
-    """Normalised frequency offset in [-1, 1] over syllable time u in [0, 1]."""
-    if shape == "up":
-        return 2 * u - 1
-    if shape == "down":
-        return 1 - 2 * u
-    if shape == "arch":
-        return 1 - 2 * (2 * u - 1) ** 2
-    if shape == "vibrato":
-        return np.sin(2 * np.pi * 3 * u)
-    if shape == "wave":
-        return np.sin(2 * np.pi * u)
-    return np.zeros_like(u)
+def _recording_seconds(config: SynthConfig, rng: np.random.Generator) -> float:
+    low, high = config.recording_seconds
+    value = config.recording_median_seconds * float(np.exp(rng.normal(0.0, RECORDING_LENGTH_SIGMA)))
+    return round(float(np.clip(value, low, high)), 2)
 
 
-def render_syllable(model: CallModel, *, sample_rate_hz: int, pitch: float, duration_s: float) -> np.ndarray:
-    """One syllable, peak ~1: float64, shape (round(duration_s * sample_rate_hz),)."""
-    n = max(int(round(duration_s * sample_rate_hz)), 8)
-    u = np.arange(n) / n
-    freq = pitch * (model.center_hz + 0.5 * model.bandwidth_hz * _fm_curve(model.shape, u))
-    phase = 2 * np.pi * np.cumsum(freq) / sample_rate_hz
-    nyquist = sample_rate_hz / 2
-    wave = np.zeros(n)
-    for k, amp in enumerate(model.harmonics, start=1):
-        if amp > 0 and k * freq.max() < nyquist * 0.95:
-            wave += amp * np.sin(k * phase)
-    envelope = np.sin(np.pi * u) ** 0.5
-    if model.trill_hz:
-        envelope = envelope * (0.5 + 0.5 * np.cos(2 * np.pi * model.trill_hz * np.arange(n) / sample_rate_hz))
-    out = wave * envelope
-    return out / max(float(np.max(np.abs(out))), 1e-9)
+def _plan_recordings(config: SynthConfig, species: tuple[Species, ...],
+                     outside: tuple[str, ...]) -> list[RecordingPlan]:
+    codes = [s.ebird_code for s in species]
+    plans, file_number = [], 100000
+    for sp in species:
+        authors, author_p = meta.species_authors(rng=code_rng(config.seed, sp.ebird_code, 2))
+        for i in range(config.recordings_per_species):
+            rng = code_rng(config.seed, sp.ebird_code, 100 + i)
+            file_number += 1 + int(rng.integers(0, 40))
+            secondary = meta.secondary_codes(rng=rng, probability=config.secondary_probability,
+                                             subset_share=config.secondary_subset_share,
+                                             subset=[c for c in codes if c != sp.ebird_code], outside=outside)
+            latitude, longitude = meta.coordinates(rng=rng, brittany_share=config.brittany_share,
+                                                   outside_europe_share=config.outside_europe_share)
+            row = {"primary_label": sp.ebird_code, "secondary_labels": repr(list(secondary)),
+                   "type": meta.call_type(rng=rng), "latitude": latitude, "longitude": longitude,
+                   "scientific_name": sp.scientific_name, "common_name": sp.common_name,
+                   "author": str(authors[int(rng.choice(len(authors), p=author_p))]),
+                   "date": meta.date_text(rng=rng), "filename": f"XC{file_number}.ogg",
+                   "license": "CC0 1.0 (synthetic audio generated by birdlab)",
+                   "rating": meta.rating(rng=rng, unrated_share=config.unrated_share),
+                   "time": meta.time_text(rng=rng), "url": f"synthetic:seed={config.seed}/{sp.ebird_code}/{i}"}
+            plans.append(RecordingPlan(row=row, seconds=_recording_seconds(config, rng), secondary=secondary,
+                                       render_seed=(config.seed, file_number, 3)))
+    return plans
 
 
-def render_phrase(
-    model: CallModel, *, sample_rate_hz: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """A phrase varied per call: returns (float64 samples, [(start_s, end_s) of each syllable])."""
-    pitch = float(rng.normal(1.0, 0.035))
-    tempo = float(np.clip(rng.normal(1.0, 0.08), 0.75, 1.3))
-    count = max(1, model.syllables + int(rng.integers(-1, 2)))
-    syllable_s, gap_s = model.syllable_s * tempo, model.gap_s * tempo
-    step = int(round((syllable_s + gap_s) * sample_rate_hz))
-    syllable = render_syllable(model, sample_rate_hz=sample_rate_hz, pitch=pitch, duration_s=syllable_s)
-    out = np.zeros(step * (count - 1) + syllable.size)
-    spans = []
-    for i in range(count):
-        out[i * step : i * step + syllable.size] += syllable * float(rng.uniform(0.7, 1.0))
-        spans.append((i * step / sample_rate_hz, (i * step + syllable.size) / sample_rate_hz))
-    return out, spans
+def _window_labels(phrases: list[Phrase], voices: dict[str, CallModel], *, n_windows: int,
+                   sample_rate_hz: int) -> tuple[tuple[str, ...], ...]:
+    """Per window, the codes with >= LABEL_MIN_SECONDS of syllables inside it (in order of first call)."""
+    window_s = bc.WINDOW_SECONDS
+    sounding: list[dict[str, float]] = [{} for _ in range(n_windows)]
+    for phrase in phrases:
+        for a, b in phrase_spans(voices[phrase.code], phrase, sample_rate_hz=sample_rate_hz):
+            for k in range(int(a // window_s), min(n_windows, int(b // window_s) + 1)):
+                overlap = min(b, (k + 1) * window_s) - max(a, k * window_s)
+                if overlap > 0:
+                    sounding[k][phrase.code] = sounding[k].get(phrase.code, 0.0) + overlap
+    return tuple(tuple(c for c, s in window.items() if s >= LABEL_MIN_SECONDS) for window in sounding)
 
 
-def background_noise(n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
-    """Pink-ish and brown-ish noise plus sparse clicks, RMS 1: float64 (n_samples,)."""
-    white = rng.standard_normal(n_samples)
-    spectrum = np.fft.rfft(white)
-    f = np.arange(spectrum.size) + 1.0
-    tilt = float(rng.uniform(0.5, 1.6))  # 1 = pink, 2 = brown
-    noise = np.fft.irfft(spectrum / f ** (tilt / 2), n=n_samples)
-    clicks = (rng.random(n_samples) < 2e-5) * rng.standard_normal(n_samples) * 20
-    noise = noise / max(float(np.std(noise)), 1e-12) + clicks
-    return noise / max(float(np.std(noise)), 1e-12)
-
-
-def _mix(target: np.ndarray, call: np.ndarray, start: int, *, gain: float) -> None:
-    end = min(target.size, start + call.size)
-    if end > start:
-        target[start:end] += gain * call[: end - start]
-
-
-def _snr_gain(call: np.ndarray, *, noise_rms: float, snr_db: float) -> float:
-    active = call[np.abs(call) > 1e-3]
-    call_rms = float(np.sqrt(np.mean(active**2))) if active.size else 1.0
-    return noise_rms * 10 ** (snr_db / 20) / call_rms
-
-
-def _normalise(samples: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
-    peak = float(rng.uniform(0.3, 0.9))
-    return (samples * (peak / max(float(np.max(np.abs(samples))), 1e-12))).astype(np.float32)
-
-
-def render_recording(
-    code: str, *, models: dict[str, CallModel], config: SynthConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """A train_short_audio recording of `code`: (float32 samples, secondary labels)."""
+def _plan_soundscape(config: SynthConfig, j: int, *, subset: list[str], outside: tuple[str, ...],
+                     voices: dict[str, CallModel], audio_id: int) -> SoundscapePlan:
+    rng = np.random.default_rng([config.seed, 7, j])
     sr = config.sample_rate_hz
-    n = int(round(rng.uniform(*config.recording_seconds) * sr))
-    noise_rms = 0.05
-    out = background_noise(n, rng=rng) * noise_rms
+    residents = [str(c) for c in rng.choice(outside, size=min(SOUNDSCAPE_RESIDENTS, len(outside)), replace=False)]
+    n_windows = config.soundscape_seconds // bc.WINDOW_SECONDS
+    order = rng.permutation(n_windows)
+    n_positive = int(round(config.positive_window_share * n_windows))
+    n_other = int(round(config.distractor_window_share * n_windows))
+    callers: dict[int, list[str]] = {}
+    for w in order[:n_positive]:
+        callers[int(w)] = [subset[int(rng.integers(len(subset)))] for _ in range(int(rng.integers(1, 3)))]
+        if residents and rng.random() < 0.3:
+            callers[int(w)].append(residents[int(rng.integers(len(residents)))])
+    for w in order[n_positive:n_positive + n_other]:
+        callers[int(w)] = [residents[int(rng.integers(len(residents)))] for _ in range(int(rng.integers(1, 3)))]
+    phrases = []
+    for w in sorted(callers):
+        for code in callers[w]:
+            phrase = plan_phrase(code, voices[code], rng=rng, start_s=0.0, snr_db=float(rng.uniform(*config.snr_db)))
+            length = phrase_seconds(voices[code], phrase, sample_rate_hz=sr)
+            start_s = w * bc.WINDOW_SECONDS + float(rng.uniform(0.0, bc.WINDOW_SECONDS - min(length, 4.5)))
+            phrases.append(dataclasses.replace(phrase, start_s=start_s))
+    date = f"{int(rng.integers(2017, 2021))}{int(rng.integers(4, 8)):02d}{int(rng.integers(1, 29)):02d}"
+    return SoundscapePlan(audio_id=audio_id, site=SITES[j % len(SITES)], date=date,
+                          seconds=config.soundscape_seconds, phrases=tuple(phrases),
+                          windows=_window_labels(phrases, voices, n_windows=n_windows, sample_rate_hz=sr),
+                          render_seed=(config.seed, 8, j))
+
+
+def plan_dataset(config: SynthConfig, *, species_csv: Path | None = None) -> DatasetPlan:
+    """Everything but the audio: metadata rows, lengths, soundscape calls and labels (fast; no rendering)."""
+    all_species = load_species(species_csv)
+    if not 1 <= config.n_species <= len(all_species):
+        raise UserError(f"n_species must be in [1, {len(all_species)}], got {config.n_species}")
+    if config.soundscape_seconds % bc.WINDOW_SECONDS:
+        raise UserError(f"soundscape_seconds must be a multiple of {bc.WINDOW_SECONDS}")
+    species = all_species[: config.n_species]
+    subset_codes = {s.ebird_code for s in all_species}
+    outside = tuple(c for c in birdclef2021_codes() if c not in subset_codes)
+    recordings = _plan_recordings(config, species, outside)
+    rng = np.random.default_rng([config.seed, 6])
+    audio_ids = sorted(int(i) for i in rng.choice(np.arange(1000, 60000), size=config.n_soundscapes, replace=False))
+    voices = {**distractor_models(outside, seed=config.seed), **call_models(species, seed=config.seed)}
+    soundscapes = [_plan_soundscape(config, j, subset=[s.ebird_code for s in species], outside=outside,
+                                    voices=voices, audio_id=audio_ids[j]) for j in range(config.n_soundscapes)]
+    used = {s.ebird_code for s in species} | {c for r in recordings for c in r.secondary} | {
+        p.code for s in soundscapes for p in s.phrases}
+    return DatasetPlan(config=config, species=species, voices={c: v for c, v in voices.items() if c in used},
+                       recordings=tuple(recordings), soundscapes=tuple(soundscapes))
+
+
+def render_recording(plan: RecordingPlan, *, voices: dict[str, CallModel], config: SynthConfig) -> np.ndarray:
+    """The audio of one planned recording: float32, shape (round(plan.seconds * sample_rate_hz),).
+
+    Phrases of the primary species every 0.4-2 s, then one quieter call per secondary label."""
+    sr = config.sample_rate_hz
+    rng = np.random.default_rng(list(plan.render_seed))
+    n = int(round(plan.seconds * sr))
+    out = background_noise(n, rng=rng) * NOISE_RMS
+    code = plan.row["primary_label"]
     position = float(rng.uniform(0.0, 0.5))
     while position < n / sr - 0.3:
-        phrase, _ = render_phrase(models[code], sample_rate_hz=sr, rng=rng)
-        _mix(out, phrase, int(position * sr), gain=_snr_gain(phrase, noise_rms=noise_rms,
-                                                             snr_db=float(rng.uniform(*config.snr_db))))
-        position += phrase.size / sr + float(rng.uniform(0.4, 2.0))
-    secondary: tuple[str, ...] = ()
-    others = [c for c in models if c != code]
-    if others and rng.random() < config.secondary_probability:
-        other = others[int(rng.integers(len(others)))]
-        phrase, _ = render_phrase(models[other], sample_rate_hz=sr, rng=rng)
-        start = int(rng.integers(0, max(1, n - phrase.size)))
-        _mix(out, phrase, start, gain=_snr_gain(phrase, noise_rms=noise_rms,
-                                                snr_db=float(rng.uniform(config.snr_db[0], config.snr_db[0] + 8))))
-        secondary = (other,)
-    return _normalise(out, rng=rng), secondary
+        phrase = plan_phrase(code, voices[code], rng=rng, start_s=position, snr_db=float(rng.uniform(*config.snr_db)))
+        mix_phrase(out, voices[code], phrase, sample_rate_hz=sr, noise_rms=NOISE_RMS)
+        position += phrase_seconds(voices[code], phrase, sample_rate_hz=sr) + float(rng.uniform(0.4, 2.0))
+    for other in plan.secondary:
+        phrase = plan_phrase(other, voices[other], rng=rng, start_s=0.0,
+                             snr_db=float(rng.uniform(config.snr_db[0], config.snr_db[0] + 8)))
+        length = phrase_seconds(voices[other], phrase, sample_rate_hz=sr)
+        phrase = dataclasses.replace(phrase, start_s=float(rng.uniform(0.0, max(0.0, n / sr - length))))
+        mix_phrase(out, voices[other], phrase, sample_rate_hz=sr, noise_rms=NOISE_RMS)
+    return normalise(out, rng=rng)
 
 
-def render_soundscape(
-    *, models: dict[str, CallModel], config: SynthConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """A soundscape and the birds of each scored 5-s window (empty tuple = nocall)."""
+def render_soundscape(plan: SoundscapePlan, *, voices: dict[str, CallModel], config: SynthConfig) -> np.ndarray:
+    """The audio of one planned soundscape: float32, shape (plan.seconds * sample_rate_hz,)."""
     sr = config.sample_rate_hz
-    window_s = bc.WINDOW_SECONDS
-    n_windows = config.soundscape_seconds // window_s
-    n = config.soundscape_seconds * sr
-    noise_rms = 0.05
-    out = background_noise(n, rng=rng) * noise_rms
-    codes = list(models)
-    # seconds of syllable sound of each species inside each window
-    presence = [dict.fromkeys(codes, 0.0) for _ in range(n_windows)]
-    n_silent = int(round(config.nocall_window_probability * n_windows))
-    if config.nocall_window_probability > 0:
-        n_silent = max(1, n_silent)
-    silent = set(rng.choice(n_windows, size=min(n_silent, n_windows), replace=False).tolist())
-    for w in range(n_windows):
-        if w in silent:
-            continue
-        for _ in range(int(rng.integers(1, 3))):
-            code = codes[int(rng.integers(len(codes)))]
-            phrase, spans = render_phrase(models[code], sample_rate_hz=sr, rng=rng)
-            start_s = w * window_s + float(rng.uniform(0.0, window_s - min(phrase.size / sr, window_s - 0.5)))
-            _mix(out, phrase, int(start_s * sr), gain=_snr_gain(phrase, noise_rms=noise_rms,
-                                                                snr_db=float(rng.uniform(*config.snr_db))))
-            for a, b in spans:
-                a, b = a + start_s, b + start_s
-                for k in range(int(a // window_s), min(n_windows, int(b // window_s) + 1)):
-                    overlap = min(b, (k + 1) * window_s) - max(a, k * window_s)
-                    if overlap > 0:
-                        presence[k][code] += overlap
-    # a species is labelled in a window when >= 40 ms of its syllables fall inside it
-    labels = [tuple(c for c in codes if presence[w][c] >= 0.04) for w in range(n_windows)]
-    return _normalise(out, rng=rng), labels
+    rng = np.random.default_rng(list(plan.render_seed))
+    out = background_noise(plan.seconds * sr, rng=rng) * NOISE_RMS
+    for phrase in plan.phrases:
+        mix_phrase(out, voices[phrase.code], phrase, sample_rate_hz=sr, noise_rms=NOISE_RMS)
+    return normalise(out, rng=rng)
+
+
+def _render_and_write(dest: Path, plan: RecordingPlan | SoundscapePlan, voices: dict[str, CallModel],
+                      config: SynthConfig) -> None:
+    if isinstance(plan, RecordingPlan):
+        samples = render_recording(plan, voices=voices, config=config)
+    else:
+        samples = render_soundscape(plan, voices=voices, config=config)
+    write_ogg_vorbis(dest / plan.relative_path, samples, sample_rate_hz=config.sample_rate_hz)
 
 
 @dataclass(frozen=True)
@@ -268,79 +335,74 @@ class SynthSummary:
     soundscapes: int
     soundscape_rows: int
     nocall_rows: int
+    """Rows written as 'nocall' (rows with only species outside the subset are not counted here)."""
+    positive_rows: int
+    """Rows holding at least one synthesised subset species."""
 
     def describe(self) -> str:
         return (f"synthetic BirdCLEF 2021 dataset in {self.dest}: {self.species} species, {self.recordings} recordings, "
-                f"{self.soundscapes} soundscapes ({self.soundscape_rows} rows, {self.nocall_rows} nocall)")
+                f"{self.soundscapes} soundscapes ({self.soundscape_rows} rows: {self.nocall_rows} 'nocall', "
+                f"{self.positive_rows} with a subset species)")
 
 
-def synthesize(*, dest: str | Path, config: SynthConfig = SynthConfig(), species_csv: Path | None = None) -> SynthSummary:
-    """Write the synthetic dataset to `dest` in BirdCLEF 2021 layout (overwrites its files)."""
-    dest = Path(dest)
-    species = load_species(species_csv)
-    if not 1 <= config.n_species <= len(species):
-        raise UserError(f"n_species must be in [1, {len(species)}], got {config.n_species}")
-    if config.soundscape_seconds % bc.WINDOW_SECONDS:
-        raise UserError(f"soundscape_seconds must be a multiple of {bc.WINDOW_SECONDS}")
-    species = species[: config.n_species]
-    models = call_models(species, seed=config.seed)
-    sr = config.sample_rate_hz
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / SYNTH_MANIFEST).unlink(missing_ok=True)
-
-    rows = []
-    file_number = 100000
-    for sp in species:
-        for i in range(config.recordings_per_species):
-            rng = _species_rng(config.seed, sp.ebird_code, 100 + i)
-            samples, secondary = render_recording(sp.ebird_code, models=models, config=config, rng=rng)
-            file_number += 1
-            filename = f"XC{file_number}.ogg"
-            write_ogg_vorbis(dest / bc.SHORT_AUDIO_DIR / sp.ebird_code / filename, samples, sample_rate_hz=sr)
-            rows.append({
-                "primary_label": sp.ebird_code,
-                "secondary_labels": repr(list(secondary)),
-                "type": repr(["call"] if rng.random() < 0.6 else ["call", "song"]),
-                "latitude": f"{rng.uniform(47.3, 48.8):.4f}",
-                "longitude": f"{rng.uniform(-4.7, -1.2):.4f}",
-                "scientific_name": sp.scientific_name,
-                "common_name": sp.common_name,
-                "author": "birdlab synthetic",
-                "date": f"2021-{int(rng.integers(3, 8)):02d}-{int(rng.integers(1, 29)):02d}",
-                "filename": filename,
-                "license": "CC0 1.0 (synthetic audio generated by birdlab)",
-                "rating": f"{float(rng.integers(4, 11)) / 2:.1f}",
-                "time": f"{int(rng.integers(5, 20)):02d}:{int(rng.integers(0, 60)):02d}",
-                "url": f"synthetic:seed={config.seed}/{sp.ebird_code}/{i}",
-            })
-    with (dest / bc.METADATA_CSV).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=bc.METADATA_COLUMNS)
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]] | list[dict[str, object]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
-    label_rows = []
-    scape_dir = dest / bc.SOUNDSCAPES_DIR
-    for j in range(config.n_soundscapes):
-        rng = np.random.default_rng([config.seed, 7, j])
-        samples, windows = render_soundscape(models=models, config=config, rng=rng)
-        audio_id, site = 20000 + 137 * j, _SITES[j % len(_SITES)]
-        date = f"2021{int(rng.integers(4, 7)):02d}{int(rng.integers(1, 29)):02d}"
-        write_ogg_vorbis(scape_dir / f"{audio_id}_{site}_{date}.ogg", samples, sample_rate_hz=sr)
-        for w, birds in enumerate(windows):
-            seconds = (w + 1) * bc.WINDOW_SECONDS
-            label_rows.append({"row_id": f"{audio_id}_{site}_{seconds}", "site": site, "audio_id": audio_id,
-                               "seconds": seconds, "birds": " ".join(birds) if birds else bc.NOCALL})
-    with (dest / bc.SOUNDSCAPE_LABELS_CSV).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=bc.SOUNDSCAPE_LABEL_COLUMNS)
-        writer.writeheader()
-        writer.writerows(label_rows)
 
+def write_csv_files(plan: DatasetPlan, *, dest: Path) -> None:
+    """train_metadata.csv and train_soundscape_labels.csv of the plan (no audio)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _write_csv(dest / bc.METADATA_CSV, bc.METADATA_COLUMNS, [r.row for r in plan.recordings])
+    _write_csv(dest / bc.SOUNDSCAPE_LABELS_CSV, bc.SOUNDSCAPE_LABEL_COLUMNS,
+               [row for s in plan.soundscapes for row in s.label_rows()])
+
+
+def _remove_stale_audio(dest: Path, *, keep: set[Path]) -> None:
+    for folder in (dest / bc.SHORT_AUDIO_DIR, dest / bc.SOUNDSCAPES_DIR):
+        for path in folder.rglob("*.ogg") if folder.is_dir() else ():
+            if path not in keep:
+                path.unlink()
+
+
+def synthesize(*, dest: str | Path, config: SynthConfig = SynthConfig(), species_csv: Path | None = None,
+               workers: int = 0) -> SynthSummary:
+    """Write the synthetic dataset to `dest` in BirdCLEF 2021 layout (overwrites its files).
+
+    workers: processes rendering audio (0 = one per CPU core; 1 = in this process). The output does not
+    depend on it."""
+    dest = Path(dest)
+    plan = plan_dataset(config, species_csv=species_csv)
+    dest.mkdir(parents=True, exist_ok=True)
+    previous = (dest / SYNTH_MANIFEST).is_file()
+    (dest / SYNTH_MANIFEST).unlink(missing_ok=True)
+    # longest first, so the pool's last jobs are short
+    jobs: list[RecordingPlan | SoundscapePlan] = sorted([*plan.soundscapes, *plan.recordings],
+                                                        key=lambda p: -float(p.seconds))
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        for job in jobs:
+            _render_and_write(dest, job, plan.voices, config)
+    else:
+        # fork is fast, but not once TensorFlow's threads exist (as in birdlab.features.cache)
+        context = get_context("spawn" if "tensorflow" in sys.modules else "fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for future in [pool.submit(_render_and_write, dest, job, plan.voices, config) for job in jobs]:
+                future.result()
+    if previous:  # a dataset synthesised before: its audio files that this one does not write are stale
+        _remove_stale_audio(dest, keep={dest / job.relative_path for job in jobs})
+    write_csv_files(plan, dest=dest)
     manifest = {"format_version": SYNTH_FORMAT_VERSION, "config": config.to_dict(),
-                "species": [s.ebird_code for s in species]}
+                "species": [s.ebird_code for s in plan.species]}
     (dest / SYNTH_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return SynthSummary(dest=dest, species=len(species), recordings=len(rows), soundscapes=config.n_soundscapes,
-                        soundscape_rows=len(label_rows),
-                        nocall_rows=sum(1 for r in label_rows if r["birds"] == bc.NOCALL))
+    codes = {s.ebird_code for s in plan.species}
+    windows = [w for s in plan.soundscapes for w in s.windows]
+    return SynthSummary(dest=dest, species=len(plan.species), recordings=len(plan.recordings),
+                        soundscapes=len(plan.soundscapes), soundscape_rows=len(windows),
+                        nocall_rows=sum(1 for w in windows if not w),
+                        positive_rows=sum(1 for w in windows if codes.intersection(w)))
 
 
 def is_synthesized(dest: str | Path, *, config: SynthConfig) -> bool:

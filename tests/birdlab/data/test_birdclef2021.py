@@ -251,3 +251,36 @@ def test_several_roots_read_as_one_and_refuse_a_recording_or_soundscape_in_two(s
         shutil.copy(synthetic_quick / "train_soundscapes" / name, scapes / name)
     with pytest.raises(DatasetError, match="is in both"):
         open_dataset([synthetic_quick, scapes.parent]).soundscapes()
+REAL_FORMAT_METADATA = '''\
+primary_label,secondary_labels,type,latitude,longitude,scientific_name,common_name,author,date,filename,license,rating,time,url
+mallar3,"['rewbla', 'amecro', 'norsho']","['adult', 'male', 'song']",-33.9261,18.4239,Anas platyrhynchos,Mallard,Jérôme Dupré,2010-06-00,XC134896.ogg,Creative Commons Attribution-NonCommercial-ShareAlike 3.0,0.0,06:30:00 AM,https://www.xeno-canto.org/134896
+mallar3,[],['call'],48.1173,-1.6778,Anas platyrhynchos,Mallard,A. Recordist,2019-05-01,XC2.ogg,CC,3.5,?,u
+houspa,['amecro'],"['call', 'flight call']",47.2184,-1.5536,Passer domesticus,House Sparrow,B,2016-04-20,XC3.ogg,CC,5.0,,u
+houspa,[],['song'],59.3293,18.0686,Passer domesticus,House Sparrow,B,2016-04-21,XC4.ogg,CC,4.5,8:00,u
+'''
+"""Typed in the real train_metadata.csv's form: quoted lists, 0.0 = unrated, free-text time, unknown day,
+non-ASCII author, coordinates outside Europe, secondary labels outside the subset."""
+
+
+def test_reads_the_real_metadata_traits_verbatim(tmp_path):
+    (tmp_path / "train_metadata.csv").write_text(REAL_FORMAT_METADATA, encoding="utf-8")
+    recordings = BirdCLEF2021(tmp_path).recordings()
+    assert [r.time for r in recordings] == ["06:30:00 AM", "?", "", "8:00"]
+    assert [r.rating for r in recordings] == [0.0, 3.5, 5.0, 4.5]
+    assert recordings[0].secondary_labels == ("rewbla", "amecro", "norsho")
+    assert recordings[0].type == ("adult", "male", "song") and recordings[2].type == ("call", "flight call")
+    assert (recordings[0].latitude, recordings[0].longitude) == (-33.9261, 18.4239)
+    assert recordings[0].author == "Jérôme Dupré" and recordings[0].date == "2010-06-00"
+    kept = SpeciesFilter.for_species(load_species()).recordings(recordings)
+    assert [r.secondary_labels for r in kept] == [("norsho",), (), (), ()]
+
+
+def test_reads_soundscape_rows_of_other_species_and_several_birds(tmp_path):
+    path = tmp_path / "train_soundscape_labels.csv"
+    path.write_text("row_id,site,audio_id,seconds,birds\n7019_COR_5,COR,7019,5,nocall\n"
+                    "7019_COR_10,COR,7019,10,rucwar\n2782_SSW_600,SSW,2782,600,cangoo mallar3\n")
+    rows = read_soundscape_labels(path)
+    assert [r.birds for r in rows] == [(), ("rucwar",), ("cangoo", "mallar3")]
+    assert [r.start_seconds for r in rows] == [0, 5, 595]
+    filtered = SpeciesFilter.for_species(load_species()).soundscape_rows(rows)
+    assert [r.is_nocall for r in filtered] == [True, True, False]
