@@ -47,7 +47,7 @@ def task_config(size: NotebookSize) -> DistillationTaskConfig:
     """Smoke: 4 species x 6 short recordings (2 labelled, one of them wrong, 2 unlabelled, 2 held out);
     full: 6 species x 12 recordings of 5-8 s (4 labelled, 2 of them wrong, 4 unlabelled, 4 held out)."""
     if size.name == "smoke":
-        synth = SynthConfig(n_species=4, recordings_per_species=6, recording_seconds=(3.0, 5.0), n_soundscapes=1,
+        synth = SynthConfig(n_species=4, recordings_per_species=6, recording_seconds=(3.0, 5.0), recording_median_seconds=4.0, n_soundscapes=1,
                             soundscape_seconds=30, seed=size.synth.seed)
         return DistillationTaskConfig(synth=synth, labelled_per_species=2, unlabelled_per_species=2)
     return DistillationTaskConfig()

@@ -27,7 +27,7 @@ from birdlab.data.synth import SynthConfig, synthesize
 
 def default_synth() -> SynthConfig:
     """6 species x 12 recordings of 5-8 s, one 30-s soundscape."""
-    return SynthConfig(n_species=6, recordings_per_species=12, recording_seconds=(5.0, 8.0), n_soundscapes=1,
+    return SynthConfig(n_species=6, recordings_per_species=12, recording_seconds=(5.0, 8.0), recording_median_seconds=6.5, n_soundscapes=1,
                        soundscape_seconds=30)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from birdlab.data.species import Species
-from birdlab.data.synth import call_models, render_syllable
+from birdlab.data.synth_voice import call_models, render_syllable
 
 TEACHER_SAMPLE_RATE_HZ = 24000
 """Nyquist 12 kHz: above every synthetic voice (centres up to ~9.1 kHz plus half their FM range)."""

@@ -132,7 +132,7 @@ def test_synth_teacher_knows_the_synthetic_voices(synth_teacher, synth_species, 
     (look-alike pairs included); noise alone gets no high probability."""
     model = load(synth_teacher)
     indices = teacher_indices(synth_species, teacher_labels=read_teacher_labels(synth_teacher.labels_path))
-    config = SynthConfig(seed=quick_synth_config.seed, recording_seconds=(5.0, 5.0))
+    config = SynthConfig(seed=quick_synth_config.seed, recording_seconds=(5.0, 5.0), recording_median_seconds=5.0)
     voices = call_models(synth_species, seed=config.seed)
     rng = np.random.default_rng(7)
     right = 0

@@ -35,7 +35,7 @@ TEACHER_ATOL = 1e-6
 MIN_MACRO_AP_GAIN = 0.15
 """The distilled student's held-out macro AP must beat the hard-label student's by at least this much."""
 TASK = DistillationTaskConfig(
-    synth=SynthConfig(n_species=4, recordings_per_species=10, recording_seconds=(5.0, 6.0), n_soundscapes=1,
+    synth=SynthConfig(n_species=4, recordings_per_species=10, recording_seconds=(5.0, 6.0), recording_median_seconds=5.5, n_soundscapes=1,
                       soundscape_seconds=30),
     labelled_per_species=4, mislabelled_fraction=0.5, unlabelled_per_species=3)
 """4 species: 4 labelled recordings each (2 of them carry the next species' label), 3 unlabelled, 3 held out."""
