@@ -1,9 +1,12 @@
 """Delivery: take batches from the outbox, send them to a sink, and remove them only once acknowledged.
 
 What the `Deliverer` does with a batch, by the sink's outcome (see `edge_runtime.sinks`):
-- acknowledged (2xx): removed from the outbox (`mark_sent`);
-- transient (408, 429, 5xx, 3xx, timeouts, refused connections, DNS and TLS failures): kept, and
-  retried after an exponential backoff with jitter (a `Retry-After` header is honoured, up to the cap);
+- acknowledged (a 2xx carrying the receiver's `{"stored": n, "duplicates": m}` for the whole batch; a
+  jsonl: or stdout write): removed from the outbox (`mark_sent`);
+- transient (any other 2xx, e.g. a captive portal; 408, 429, 5xx, 3xx, timeouts, refused connections,
+  DNS and TLS failures): kept, and retried after an exponential backoff with jitter (a `Retry-After`
+  header is honoured, up to the cap). An outage is logged once as a warning with its reason (again
+  only if the reason changes), and its end once ("delivery restored");
 - rejected (any other 4xx): moved to the dead-letter table with the reason, not retried.
 
 A crash between sending and `mark_sent` sends the batch again; the receiver deduplicates by
@@ -184,6 +187,7 @@ class Deliverer:
         self._last_error: str | None = None
         self._last_success_utc: str | None = None
         self._retry_delay_s = 0.0
+        self._outage_reason: str | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -210,9 +214,12 @@ class Deliverer:
                     delay = max(delay, min(exc.retry_after_s, self.settings.backoff_max_s))
                 self._retry_delay_s = delay
                 failures = self._consecutive_failures
-            log.warning(
-                "delivery of %d detection(s) failed (attempt %d): %s; retrying in %.1f s",
-                len(rows), failures, exc.reason, delay,
+                new_reason = exc.reason != self._outage_reason
+                self._outage_reason = exc.reason
+            log.log(
+                logging.WARNING if new_reason else logging.DEBUG,
+                "delivery of %d detection(s) failed (attempt %d): %s; retrying with backoff (logged once per outage)",
+                len(rows), failures, exc.reason,
             )
             return DeliveryResult(attempted=len(rows), retry=True, reason=exc.reason, retry_in_s=delay)
         except RejectedBatchError as exc:
@@ -226,6 +233,10 @@ class Deliverer:
         sent = self.outbox.mark_sent(rowids)
         with self._lock:
             self._sent_total += sent
+            if self._outage_reason is not None:
+                log.info("delivery restored after %d failed attempt(s) (last: %s)", self._consecutive_failures,
+                         self._outage_reason)
+            self._outage_reason = None
             self._consecutive_failures = 0
             self._retry_delay_s = 0.0
             self._last_success_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -325,6 +336,8 @@ class Deliverer:
                 "delivery stopped: flushed %d, dead-lettered %d, %d still pending in the outbox",
                 report.sent, report.dead_lettered, report.remaining,
             )
+        except OutboxError as exc:
+            log.error("delivery stopped without a final flush: %s", exc)
         except Exception:
             log.exception("delivery: final flush failed; pending detections stay in the outbox")
 

@@ -3,8 +3,8 @@
     python -m edge_runtime flush --outbox PATH --sink URL|jsonl:PATH|stdout [--deadline-s S] [--requeue-dead-letters]
 
 (also runnable as `python -m edge_runtime.flush ...`). Exit status: 0 when the outbox is empty at
-the end and nothing was dead-lettered; 1 when detections remain pending (sink unreachable until the
-deadline) or this flush dead-lettered some (the sink refused them); 2 for a usage error (no outbox
+the end and its dead-letter table is empty; 1 when detections remain pending (sink unreachable until
+the deadline) or dead letters remain (refused by the sink, now or earlier); 2 for a usage error (no outbox
 at that path, bad sink, unsafe token file).
 
 The runtime may be running on the same outbox at the same time: SQLite serialises the writers,
@@ -49,8 +49,8 @@ class FlushReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when everything pending was delivered; 1 when some remain pending or were dead-lettered now."""
-        return 0 if self.remaining == 0 and self.dead_lettered == 0 else 1
+        """0 when everything pending was delivered and no dead letter remains; 1 otherwise."""
+        return 0 if self.remaining == 0 and self.dead_lettered == 0 and self.dead_letters_total == 0 else 1
 
     def describe(self) -> str:
         """One human-readable paragraph."""
@@ -59,6 +59,9 @@ class FlushReport:
             f"dead-lettered now: {self.dead_lettered}; in the dead-letter table: {self.dead_letters_total}"
             + (f"; requeued first: {self.requeued}" if self.requeued else ""),
         ]
+        if self.dead_letters_total:
+            lines.append(f"{self.dead_letters_total} dead letter(s) remain: fix the cause (see last error / the "
+                         "status file), then run flush --requeue-dead-letters")
         if self.dropped_total:
             lines.append(f"dropped by the outbox bound (ever): {self.dropped_total}")
         if self.last_error:

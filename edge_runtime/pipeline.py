@@ -228,6 +228,7 @@ class Pipeline:
         return self.status
 
     def _idle_work(self) -> None:
+        self.outbox.check_present()  # a deleted outbox ends the run (OutboxError), even while no detection comes
         if self.status_writer.due():
             self.refresh_outbox_counters()
             self.status_writer.write()

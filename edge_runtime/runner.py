@@ -152,7 +152,10 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
         status.state = "stopping"
         writer.write()
         flushed = deliverer.stop(flush_timeout_s=settings.shutdown_flush_seconds)
-        pipeline.refresh_outbox_counters()
+        try:
+            pipeline.refresh_outbox_counters()
+        except OutboxError:  # already reported; nothing is pending in a file that is gone
+            flushed = None
         if flushed is not None and flushed.remaining:
             log.warning("%d detection(s) still pending in %s; they are sent on the next run or by "
                         "`python -m edge_runtime flush`", flushed.remaining, settings.outbox)

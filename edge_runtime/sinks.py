@@ -6,9 +6,12 @@
 - `jsonl:PATH` (`JsonlSink`): append one JSON object per line, fsynced.
 - `stdout` (`StdoutSink`): one JSON object per line on standard output.
 
-`Sink.send` returns a `SendReceipt` when the batch is acknowledged (2xx), raises `TransientSendError`
-for what may succeed later (408, 429, 5xx, 3xx, timeouts, refused connections, DNS and TLS failures;
-a `Retry-After` header is passed on), and `RejectedBatchError` for any other 4xx. The bearer token
+`Sink.send` returns a `SendReceipt` when the batch is acknowledged: for HTTP, a 2xx whose body is the
+receiver protocol's answer `{"stored": n, "duplicates": m}` with n + m = the batch size (any other 2xx,
+e.g. a captive portal's HTML page or another service's JSON, is not an acknowledgement); it raises
+`TransientSendError` for what may succeed later (those 2xx, 408, 429, 5xx, 3xx, timeouts, refused
+connections, DNS and TLS failures; a `Retry-After` header is passed on), and `RejectedBatchError` for
+any other 4xx. The bearer token
 comes from `load_token` (an environment variable or a file of mode 0600) and never appears in a
 log line, a repr or an error reason.
 """
@@ -208,6 +211,7 @@ class HttpSink:
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 status = response.status
+                content_type = response.headers.get("Content-Type", "")
                 body = response.read(_MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as exc:
             try:
@@ -222,7 +226,34 @@ class HttpSink:
             raise TransientSendError(f"{self.name}: {_describe_network_error(exc, self.timeout_s)}") from None
         if not 200 <= status < 300:
             self._raise_for_status(status, body.decode("utf-8", "replace")[:_REASON_BODY_CHARS], {})
-        return _parse_receipt(body)
+        return self._receipt(status, content_type, body, batch_size=len(detections))
+
+    def _receipt(self, status: int, content_type: str, body: bytes, *, batch_size: int) -> SendReceipt:
+        """The acknowledgement in a 2xx body; TransientSendError when the body is not the protocol's answer."""
+        expected = '{"stored": n, "duplicates": m}'
+        if "html" in content_type.lower() or body.lstrip()[:1] == b"<":
+            raise TransientSendError(
+                f"{self.name}: HTTP {status} with an HTML page ({content_type or 'no Content-Type'}), not the "
+                f"receiver's answer {expected}: a captive portal or a login page? Check the device's network "
+                "and the sink URL")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        stored = data.get("stored") if isinstance(data, dict) else None
+        duplicates = data.get("duplicates") if isinstance(data, dict) else None
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (stored, duplicates)):
+            text = body[:_REASON_BODY_CHARS].decode("utf-8", "replace").strip()
+            if self._token:
+                text = text.replace(self._token, "<token>")
+            raise TransientSendError(
+                f"{self.name}: HTTP {status} but not the receiver's answer {expected} (got {text or 'no body'!r}); "
+                "is the sink URL the receiver's (wrong service?)")
+        if stored + duplicates != batch_size:
+            raise TransientSendError(
+                f"{self.name}: HTTP {status} answered for {stored + duplicates} of {batch_size} detections "
+                f"(stored {stored}, duplicates {duplicates}); the batch is sent again")
+        return SendReceipt(stored=stored, duplicates=duplicates)
 
     def _raise_for_status(self, status: int, text: str, headers: Mapping[str, str]) -> None:
         if self._token:  # a receiver that echoes the request must not put the token into logs and dead letters
@@ -262,20 +293,6 @@ def _describe_network_error(reason: object, timeout_s: float) -> str:
     if isinstance(reason, socket.gaierror):
         return f"host name not resolved ({reason.strerror})"
     return f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)
-
-
-def _parse_receipt(body: bytes) -> SendReceipt:
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        return SendReceipt()
-    if not isinstance(data, dict):
-        return SendReceipt()
-    stored, duplicates = data.get("stored"), data.get("duplicates")
-    return SendReceipt(
-        stored=stored if isinstance(stored, int) else None,
-        duplicates=duplicates if isinstance(duplicates, int) else None,
-    )
 
 
 class JsonlSink:
