@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.spec import SPEC_FILENAME, FeatureSpec, SpecError
 
 BUNDLE_FORMAT = "birdlab-bundle"
@@ -46,7 +47,7 @@ _COMPLETE_MARKER = ".complete"
 log = logging.getLogger(__name__)
 
 
-class BundleError(Exception):
+class BundleError(EdgeRuntimeError):
     """The bundle cannot be used; the message names the file and says what to do."""
 
 

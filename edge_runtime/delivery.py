@@ -195,14 +195,15 @@ class Deliverer:
         self._flush_timeout_s = 0.0
 
     # one batch
-    def deliver_once(self) -> DeliveryResult:
-        """Send the oldest pending batch once (no waiting); see DeliveryResult. Never raises for send failures."""
+    def deliver_once(self, *, timeout_s: float | None = None) -> DeliveryResult:
+        """Send the oldest pending batch once (no waiting), the request bounded by timeout_s when given;
+        see DeliveryResult. Never raises for send failures."""
         rows = self.outbox.pending(self.settings.batch_size)
         if not rows:
             return DeliveryResult(attempted=0)
         rowids = [rowid for rowid, _ in rows]
         try:
-            receipt = self.sink.send([d for _, d in rows])
+            receipt = self.sink.send([d for _, d in rows], timeout_s=timeout_s)
         except TransientSendError as exc:
             self.outbox.record_failure(rowids, exc.reason)
             with self._lock:
@@ -255,7 +256,7 @@ class Deliverer:
         sent = dead = failed = 0
         last_error = None
         while True:
-            result = self.deliver_once()
+            result = self.deliver_once(timeout_s=max(0.0, end - self._clock()))
             sent += result.sent
             dead += result.dead_lettered
             if result.reason:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import wasmtime
 
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.spec import FeatureSpec
 
 ABI_VERSION = 1
@@ -62,7 +63,7 @@ _REQUIRED_EXPORTS = (
 )
 
 
-class FrontendError(RuntimeError):
+class FrontendError(EdgeRuntimeError, RuntimeError):
     """The WASM frontend failed; the message names the module file and what to do."""
 
     def __init__(self, message: str, *, code: int | None = None) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_runtime.detection import Detection, DetectionError
+from edge_runtime.errors import EdgeRuntimeError
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -75,7 +76,7 @@ END;
 """
 
 
-class OutboxError(Exception):
+class OutboxError(EdgeRuntimeError):
     """The outbox file cannot be opened or written; the message names the file and what to do."""
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.detection import Detection, DetectionError
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.receiver_limits import DeadlineReader, RequestRefused, content_length, parse_json_body, printable
 from edge_runtime.sinks import RECEIVER_PATH, SinkError, load_token
 
@@ -99,7 +100,7 @@ class ReceiverSettings:
     """Fault injection: seconds to wait after storing a batch before answering."""
 
 
-class StoreGoneError(sqlite3.OperationalError):
+class StoreGoneError(EdgeRuntimeError, sqlite3.OperationalError):
     """The database file was deleted or replaced while the receiver runs: nothing written now would be kept."""
 
 

@@ -13,6 +13,8 @@ import socket
 import time
 from typing import Any
 
+from edge_runtime.errors import EdgeRuntimeError
+
 MAX_JSON_DEPTH = 8
 """Deepest nesting of arrays and objects accepted in a request body (a batch needs 3)."""
 MAX_NUMBER_CHARS = 32
@@ -22,7 +24,7 @@ _STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _INNERMOST_RE = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 
 
-class RequestRefused(Exception):
+class RequestRefused(EdgeRuntimeError):
     """A request the receiver answers with `status` and `message` (a JSON {"error": message})."""
 
     def __init__(self, status: int, message: str) -> None:

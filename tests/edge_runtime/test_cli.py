@@ -24,7 +24,7 @@ from edge_runtime.settings import EdgeSettings, SettingsError, load_settings, se
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESS_TIMEOUT_S = 60
 SIGTERM_EXIT_WITHIN_S = 10.0
-"""After SIGTERM the runtime finishes its window, flushes (shutdown_flush_seconds=2) and exits within this."""
+"""After SIGTERM the runtime finishes its window, flushes (flush_deadline_s=2) and exits within this."""
 
 
 @pytest.fixture(scope="module")
