@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.errors import EdgeRuntimeError
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 _WAVE_FORMAT_PCM = 0x0001
@@ -25,7 +27,7 @@ _WAVE_FORMAT_IEEE_FLOAT = 0x0003
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
-class AudioError(Exception):
+class AudioError(EdgeRuntimeError):
     """A file that cannot be used as audio; `path` and `reason` say which and why."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

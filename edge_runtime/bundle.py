@@ -12,13 +12,18 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
+import shutil
 import tarfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.cache_dir import default_cache_dir
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.spec import SPEC_FILENAME, FeatureSpec, SpecError
 from edge_runtime.thresholds import check_threshold
 
@@ -34,9 +39,16 @@ LABEL_COLUMNS = ("index", "ebird_code", "scientific_name", "common_name")
 VARIANTS = ("f32", "f16", "int8")
 REQUIRED_MANIFEST_FIELDS = ("model_id", "run_id", "variant", "threshold")
 _HASH_BLOCK_BYTES = 1 << 20
+MAX_ARCHIVE_MEMBERS = 64
+"""Most members a bundle archive may hold (a bundle has 6 files)."""
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+"""Most bytes a bundle archive may unpack to (a bundle is a few MB; a 1 MB archive of 300 MB is refused)."""
+_COMPLETE_MARKER = ".complete"
+
+log = logging.getLogger(__name__)
 
 
-class BundleError(Exception):
+class BundleError(EdgeRuntimeError):
     """The bundle cannot be used; the message names the file and says what to do."""
 
 
@@ -102,48 +114,86 @@ def _short(hex_digest: str) -> str:
     return hex_digest[:4] + "…"
 
 
-def default_cache_dir() -> Path:
-    """The runtime's cache: $EDGE_RUNTIME_CACHE_DIR, else $XDG_CACHE_HOME/birdlab-edge, else ~/.cache/birdlab-edge."""
-    if os.environ.get("EDGE_RUNTIME_CACHE_DIR"):
-        return Path(os.environ["EDGE_RUNTIME_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "birdlab-edge"
-
-
 def default_unpack_dir() -> Path:
     """Where .tar.gz bundles are unpacked: <default_cache_dir()>/bundles."""
     return default_cache_dir() / "bundles"
 
 
-def _unpack_tar_gz(archive: Path, *, unpack_dir: Path) -> Path:
-    """Unpack `archive` once into unpack_dir/<sha256 of archive>/ and return the bundle directory.
+def _extract_limited(archive: Path, dest: Path) -> None:
+    """Extract archive into dest member by member, refusing more than MAX_ARCHIVE_MEMBERS members or
+    MAX_UNPACKED_BYTES bytes before writing past them, and members that are not plain files or directories
+    or would land outside dest (tarfile's 'data' filter)."""
+    members = total = 0
+    try:
+        with tarfile.open(archive, "r|gz") as tar:
+            for member in tar:
+                members += 1
+                total += max(0, member.size)
+                if members > MAX_ARCHIVE_MEMBERS:
+                    raise BundleError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members; not a birdlab bundle")
+                if total > MAX_UNPACKED_BYTES:
+                    raise BundleError(f"{archive}: unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB; "
+                                      "not a birdlab bundle (or a damaged one): re-copy the bundle")
+                tar.extract(member, dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise BundleError(f"{archive}: cannot unpack the bundle archive ({exc}); re-copy the bundle") from None
 
-    The archive may hold the files at its top level or inside one directory. Members
-    that are not plain files or directories, or that would land outside the target,
-    are refused (tarfile's 'data' filter).
-    """
-    archive_sha = sha256_file(archive)
-    target = unpack_dir / archive_sha[:16]
-    if not (target / ".complete").exists():
-        tmp = unpack_dir / f".{archive_sha[:16]}.{os.getpid()}.tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BundleError(f"{archive}: cannot unpack the bundle archive ({exc}); re-copy the bundle") from None
-        (tmp / ".complete").write_text(archive_sha + "\n", encoding="utf-8")
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process unpacked it first
-            if not (target / ".complete").exists():
-                raise
-    if (target / MANIFEST_FILENAME).exists():
-        return target
-    subdirs = [p for p in target.iterdir() if p.is_dir()]
+
+def _bundle_root(unpacked: Path, *, archive: Path) -> Path:
+    """The directory holding the manifest: the top of the archive or its only directory."""
+    if (unpacked / MANIFEST_FILENAME).exists():
+        return unpacked
+    subdirs = [p for p in unpacked.iterdir() if p.is_dir()]
     if len(subdirs) == 1 and (subdirs[0] / MANIFEST_FILENAME).exists():
         return subdirs[0]
     raise BundleError(f"{archive}: no {MANIFEST_FILENAME} at the top of the archive or in its only directory")
+
+
+def _verified_unpacked(target: Path, *, archive: Path) -> tuple[Path, dict[str, Any]]:
+    """The root and manifest of an unpacked archive, after checking that its manifest is the one unpacked
+    (its sha256 is recorded in the completion marker) and every file still matches it; BundleError otherwise."""
+    root = _bundle_root(target, archive=archive)
+    try:
+        recorded = (target / _COMPLETE_MARKER).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        recorded = []
+    if recorded[1:2] != [sha256_file(root / MANIFEST_FILENAME)]:
+        raise BundleError(f"{root / MANIFEST_FILENAME}: not the manifest unpacked from {archive}")
+    manifest = _read_manifest(root)
+    verify_files(root, manifest)
+    return root.resolve(), manifest
+
+
+def _unpack_tar_gz(archive: Path, *, unpack_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Unpack `archive` once into unpack_dir/<sha256 of archive>/; return the verified bundle root and manifest.
+
+    The unpacked copy is a cache, verified at every open: when it differs from the manifest it was
+    unpacked with (a file changed, removed or the manifest replaced), it is unpacked again. Extraction
+    goes to a temporary directory, removed on any failure, then renamed into place.
+    """
+    archive_sha = sha256_file(archive)
+    target = unpack_dir / archive_sha[:16]
+    if (target / _COMPLETE_MARKER).exists():
+        try:
+            return _verified_unpacked(target, archive=archive)
+        except BundleError as exc:
+            log.warning("%s: the unpacked copy in %s changed (%s); unpacking the archive again", archive, target, exc)
+            shutil.rmtree(target, ignore_errors=True)
+    tmp = unpack_dir / f".{archive_sha[:16]}.{os.getpid()}.tmp"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _extract_limited(archive, tmp)
+        manifest_sha = sha256_file(_bundle_root(tmp, archive=archive) / MANIFEST_FILENAME)
+        (tmp / _COMPLETE_MARKER).write_text(f"{archive_sha} {manifest_sha}\n", encoding="ascii")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process unpacked it first
+            if not (target / _COMPLETE_MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _verified_unpacked(target, archive=archive)
 
 
 def read_labels(path: Path) -> tuple[Label, ...]:
@@ -233,12 +283,11 @@ def open_bundle(path: str | Path, *, unpack_dir: Path | None = None) -> Bundle:
     if path.is_file():
         if not (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
             raise BundleError(f"{path}: a bundle is a directory or a .tar.gz archive")
-        root = _unpack_tar_gz(path, unpack_dir=unpack_dir or default_unpack_dir())
+        root, manifest = _unpack_tar_gz(path, unpack_dir=unpack_dir or default_unpack_dir())
     else:
-        root = path
-    root = root.resolve()
-    manifest = _read_manifest(root)
-    verify_files(root, manifest)
+        root = path.resolve()
+        manifest = _read_manifest(root)
+        verify_files(root, manifest)
     try:
         spec = FeatureSpec.load(root / SPEC_FILENAME)
     except SpecError as exc:

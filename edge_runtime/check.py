@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import MODEL_FILENAME, WASM_FILENAME, Bundle, BundleError, default_cache_dir, open_bundle
-from edge_runtime.frontend import MelFrontend
+from edge_runtime.bundle import MODEL_FILENAME, WASM_FILENAME, Bundle, BundleError, open_bundle
+from edge_runtime.frontend import MelFrontend, default_module_cache_dir
 from edge_runtime.inference import InferenceError, TFLiteModel
 
 
@@ -101,7 +101,7 @@ def check_bundle(path: str | Path, *, interpreter: str = "auto", num_threads: in
                              output_shape=model.output_info.shape)
     frontend = None
     try:
-        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
+        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_module_cache_dir(),
                                     timeout_s=frontend_timeout_seconds)
         items.append(CheckItem("wasm ABI", True, f"{WASM_FILENAME} ABI version {frontend.abi_version}"))
     except Exception as exc:  # noqa: BLE001 - any failure to instantiate the module is reported as a failed check

@@ -3,26 +3,42 @@
     python -m edge_runtime run   --bundle DIR_OR_TAR_GZ --source SOURCE [--source ...] [--sink ...] ...
     python -m edge_runtime check --bundle DIR_OR_TAR_GZ
     python -m edge_runtime bench --bundle DIR_OR_TAR_GZ --out FILE.json
-    python -m edge_runtime flush --outbox PATH --sink URL
+    python -m edge_runtime flush [--config FILE.toml] [--outbox PATH] [--sink URL] [--flush-deadline-s S]
 
 Every setting can also come from a TOML file (--config) or an EDGE_RUNTIME_<NAME> environment
-variable; flags win over the environment, which wins over the file.
+variable; flags win over the environment, which wins over the file. `run` and `flush` read the same
+settings (one file can serve both). Former spellings (`--shutdown-flush-seconds`, `--http-timeout-seconds`,
+flush's `--deadline-s`, ...) are still accepted, hidden from --help. `run_argv` builds the command line
+of `run` for other programs (the lab's demo and replay).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from edge_runtime.settings import ENV_PREFIX, EdgeSettings, SettingsError, flag_name, load_settings, setting_fields
+from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.settings import (
+    ENV_PREFIX,
+    EdgeSettings,
+    SettingsError,
+    flag_name,
+    given_settings,
+    load_settings,
+    old_flag_name,
+    setting_fields,
+)
 
 EXIT_USAGE = 2
-CHECK_SETTINGS = ("bundle", "interpreter", "num_threads", "frontend_timeout_seconds", "log_format", "log_level")
-BENCH_SETTINGS = ("bundle", "interpreter", "frontend_timeout_seconds", "log_format", "log_level")
+CHECK_SETTINGS = ("bundle", "interpreter", "num_threads", "frontend_timeout_s", "log_format", "log_level")
+BENCH_SETTINGS = ("bundle", "interpreter", "frontend_timeout_s", "log_format", "log_level")
+FLUSH_SETTINGS = ("sink", "outbox", "batch_size", "timeout_s", "backoff_initial_s", "backoff_max_s",
+                  "flush_deadline_s", "token_env", "token_file", "ca_file", "log_format", "log_level")
 
 
 def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -46,18 +62,55 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str] | None =
         if kind in ("list", "thresholds"):
             kwargs["action"] = "append"
         group.add_argument(flag_name(f), **kwargs)
+        if old_flag_name(f):
+            group.add_argument(old_flag_name(f), **{**kwargs, "help": argparse.SUPPRESS})
 
 
-def _settings_from(args: argparse.Namespace) -> EdgeSettings:
+def _flags(args: argparse.Namespace) -> dict[str, object]:
     names = {f.name for f in setting_fields()}
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    return load_settings(config_path=args.config, environ=os.environ, flags=flags)
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def settings_from_args(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None) -> EdgeSettings:
+    """The settings of parsed arguments: defaults < --config file < environ (default os.environ) < flags."""
+    return load_settings(config_path=args.config, environ=os.environ if environ is None else environ,
+                         flags=_flags(args))
+
+
+_settings_from = settings_from_args
+
+
+def run_argv(*, bundle: str | Path, sources: Sequence[str], python: str = sys.executable,
+             **settings: object) -> list[str]:
+    """The command line of `python -m edge_runtime run` for these settings (EdgeSettings field names).
+
+    Lists (include_species, ...) repeat their flag; species_thresholds takes a mapping {code: value};
+    None leaves a setting to its default. Raises SettingsError for an unknown or invalid setting,
+    exactly as the command would. Example: run_argv(bundle=b, sources=["file:a.wav"], sink=url, top_n=3).
+    """
+    by_name = {f.name: f for f in setting_fields()}
+    unknown = sorted(set(settings) - set(by_name))
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r}; known settings are {sorted(by_name)}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    if isinstance(given.get("species_thresholds"), Mapping):
+        given["species_thresholds"] = [f"{code}={value}" for code, value in given["species_thresholds"].items()]
+    load_settings(flags={"bundle": str(bundle), "sources": list(sources), **given})  # refuse what run would refuse
+    argv = [python, "-m", "edge_runtime", "run", "--bundle", str(bundle)]
+    for source in sources:
+        argv += ["--source", source]
+    for name, value in given.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            argv += [flag_name(by_name[name]), str(item)]
+    return argv
 
 
 def _configure_logs(settings: EdgeSettings) -> None:
-    from edge_runtime.logs import configure_logging
+    from edge_runtime.logs import capture_native_stderr, configure_logging
 
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    stream = capture_native_stderr() if settings.log_format == "json" else None
+    configure_logging(log_format=settings.log_format, level=settings.log_level, stream=stream)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -93,7 +146,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
         if not settings.bundle:
             raise SettingsError("check needs --bundle DIR_OR_TAR_GZ")
         report = check_bundle(settings.bundle, interpreter=settings.interpreter, num_threads=settings.num_threads,
-                              frontend_timeout_seconds=settings.frontend_timeout_seconds)
+                              frontend_timeout_seconds=settings.frontend_timeout_s)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
         return 0 if report.ok else 1
 
@@ -116,7 +169,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         if not settings.bundle:
             raise SettingsError("bench needs --bundle DIR_OR_TAR_GZ")
         result = run_bench(settings.bundle, windows=args.windows or DEFAULT_WINDOWS, interpreter=settings.interpreter,
-                           frontend_timeout_seconds=settings.frontend_timeout_seconds, out=args.out)
+                           frontend_timeout_seconds=settings.frontend_timeout_s, out=args.out)
         print(json.dumps(result, indent=2))
         return 0
 
@@ -124,22 +177,28 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_flush(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.flush import add_flush_arguments
-
     p = sub.add_parser("flush", help="deliver what is pending in an outbox; exit non-zero if anything remains",
-                       description="Deliver the pending detections of an outbox to a sink, retrying until the "
-                                   "deadline; exit 0 when nothing remains, 1 when some remain or were "
-                                   "dead-lettered, 2 for a usage error.")
-    add_flush_arguments(p)
+                       description="Deliver the pending detections of an outbox to a sink, retrying until "
+                                   "flush_deadline_s; exit 0 when nothing remains, 1 when some remain pending or "
+                                   "dead-lettered, 2 for a usage error. Reads the same settings as run (config "
+                                   "file, environment); the sink must be given by one of them.")
+    _add_settings(p, FLUSH_SETTINGS)
+    p.add_argument("--deadline-s", dest="flush_deadline_s", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--requeue-dead-letters", action="store_true",
+                   help="first put dead-lettered detections back in the queue (after fixing the cause)")
 
     def handler(args: argparse.Namespace) -> int:
-        import logging
+        from edge_runtime.flush import DEFAULT_DEADLINE_S, run_flush
 
-        from edge_runtime.flush import run_flush
-
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return run_flush(args)
+        settings = settings_from_args(args)
+        given = given_settings(config_path=args.config, environ=os.environ, flags=_flags(args))
+        if "flush_deadline_s" not in given:
+            settings = dataclasses.replace(settings, flush_deadline_s=DEFAULT_DEADLINE_S)
+        if "sink" not in given:
+            raise SettingsError("flush needs a sink: --sink URL|jsonl:PATH|stdout, $EDGE_RUNTIME_SINK or "
+                                "'sink' in the --config file")
+        _configure_logs(settings)
+        return run_flush(settings, requeue_dead_letters=args.requeue_dead_letters)
 
     p.set_defaults(handler=handler)
 
@@ -161,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except SettingsError as exc:
+    except EdgeRuntimeError as exc:  # a setting, a bundle, an outbox, a sink: the message says what to do
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

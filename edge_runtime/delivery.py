@@ -1,9 +1,12 @@
 """Delivery: take batches from the outbox, send them to a sink, and remove them only once acknowledged.
 
 What the `Deliverer` does with a batch, by the sink's outcome (see `edge_runtime.sinks`):
-- acknowledged (2xx): removed from the outbox (`mark_sent`);
-- transient (408, 429, 5xx, 3xx, timeouts, refused connections, DNS and TLS failures): kept, and
-  retried after an exponential backoff with jitter (a `Retry-After` header is honoured, up to the cap);
+- acknowledged (a 2xx carrying the receiver's `{"stored": n, "duplicates": m}` for the whole batch; a
+  jsonl: or stdout write): removed from the outbox (`mark_sent`);
+- transient (any other 2xx, e.g. a captive portal; 408, 429, 5xx, 3xx, timeouts, refused connections,
+  DNS and TLS failures): kept, and retried after an exponential backoff with jitter (a `Retry-After`
+  header is honoured, up to the cap). An outage is logged once as a warning with its reason (again
+  only if the reason changes), and its end once ("delivery restored");
 - rejected (any other 4xx): moved to the dead-letter table with the reason, not retried.
 
 A crash between sending and `mark_sent` sends the batch again; the receiver deduplicates by
@@ -184,6 +187,7 @@ class Deliverer:
         self._last_error: str | None = None
         self._last_success_utc: str | None = None
         self._retry_delay_s = 0.0
+        self._outage_reason: str | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,14 +195,15 @@ class Deliverer:
         self._flush_timeout_s = 0.0
 
     # one batch
-    def deliver_once(self) -> DeliveryResult:
-        """Send the oldest pending batch once (no waiting); see DeliveryResult. Never raises for send failures."""
+    def deliver_once(self, *, timeout_s: float | None = None) -> DeliveryResult:
+        """Send the oldest pending batch once (no waiting), the request bounded by timeout_s when given;
+        see DeliveryResult. Never raises for send failures."""
         rows = self.outbox.pending(self.settings.batch_size)
         if not rows:
             return DeliveryResult(attempted=0)
         rowids = [rowid for rowid, _ in rows]
         try:
-            receipt = self.sink.send([d for _, d in rows])
+            receipt = self.sink.send([d for _, d in rows], timeout_s=timeout_s)
         except TransientSendError as exc:
             self.outbox.record_failure(rowids, exc.reason)
             with self._lock:
@@ -210,9 +215,12 @@ class Deliverer:
                     delay = max(delay, min(exc.retry_after_s, self.settings.backoff_max_s))
                 self._retry_delay_s = delay
                 failures = self._consecutive_failures
-            log.warning(
-                "delivery of %d detection(s) failed (attempt %d): %s; retrying in %.1f s",
-                len(rows), failures, exc.reason, delay,
+                new_reason = exc.reason != self._outage_reason
+                self._outage_reason = exc.reason
+            log.log(
+                logging.WARNING if new_reason else logging.DEBUG,
+                "delivery of %d detection(s) failed (attempt %d): %s; retrying with backoff (logged once per outage)",
+                len(rows), failures, exc.reason,
             )
             return DeliveryResult(attempted=len(rows), retry=True, reason=exc.reason, retry_in_s=delay)
         except RejectedBatchError as exc:
@@ -226,6 +234,10 @@ class Deliverer:
         sent = self.outbox.mark_sent(rowids)
         with self._lock:
             self._sent_total += sent
+            if self._outage_reason is not None:
+                log.info("delivery restored after %d failed attempt(s) (last: %s)", self._consecutive_failures,
+                         self._outage_reason)
+            self._outage_reason = None
             self._consecutive_failures = 0
             self._retry_delay_s = 0.0
             self._last_success_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -244,7 +256,7 @@ class Deliverer:
         sent = dead = failed = 0
         last_error = None
         while True:
-            result = self.deliver_once()
+            result = self.deliver_once(timeout_s=max(0.0, end - self._clock()))
             sent += result.sent
             dead += result.dead_lettered
             if result.reason:
@@ -325,6 +337,8 @@ class Deliverer:
                 "delivery stopped: flushed %d, dead-lettered %d, %d still pending in the outbox",
                 report.sent, report.dead_lettered, report.remaining,
             )
+        except OutboxError as exc:
+            log.error("delivery stopped without a final flush: %s", exc)
         except Exception:
             log.exception("delivery: final flush failed; pending detections stay in the outbox")
 

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_runtime.errors import EdgeRuntimeError
+
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _SHA256_HEX_CHARS = 64
 # Namespace for stable detection ids (uuid5); fixed forever, changing it breaks deduplication across versions.
 DETECTION_ID_NAMESPACE = uuid.UUID("6c4f1f0e-5d0b-5b7e-9a35-2f1d8a3c9e11")
 
 
-class DetectionError(ValueError):
+class DetectionError(EdgeRuntimeError, ValueError):
     """A detection is malformed; the message names the field and what is expected."""
 
 

@@ -4,7 +4,11 @@ The module is the same file in the lab and on the device; it receives the Featur
 run time. One host call computes a whole clip: the samples are written into the module's input
 buffer through a zero-copy numpy view of linear memory, `melspec_compute` runs once, and the
 output is copied out of another view. The compiled machine code is cached on disk, keyed by the
-module's sha256, the wasmtime version, the machine and the engine settings.
+module's sha256, the wasmtime version, the machine and the engine settings. The cache is verified,
+never trusted: next to each compiled module a record holds its key and the sha256 of its bytes
+(written after the module was fsynced); a module whose record is missing or does not match (damaged
+by a bad SD card, swapped for another module's code), or that fails to load or instantiate, is
+compiled again from the .wasm and never run.
 
 Guards: an epoch deadline (`timeout_s`; a daemon thread per frontend ticks the engine's epoch
 every EPOCH_TICK_S) or a fuel budget (`fuel`) stops a runaway module, a store limit caps linear
@@ -30,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import wasmtime
 
+from edge_runtime.cache_dir import default_cache_dir
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.spec import FeatureSpec
 
 ABI_VERSION = 1
@@ -40,7 +46,7 @@ DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
 """Upper bound of the module's linear memory (a 60-s clip at 32 kHz needs about 10 MiB)."""
 EPOCH_TICK_S = 0.05
 """Period of the epoch ticker: the resolution of `timeout_s`."""
-MODULE_CACHE_SUBDIR = "wasmtime"
+MODULE_CACHE_SUBDIR = "wasm"
 
 _WINDOW_CODES = {"hann": 0}
 _PAD_MODE_CODES = {"constant": 0, "reflect": 1}
@@ -58,7 +64,7 @@ _REQUIRED_EXPORTS = (
 )
 
 
-class FrontendError(RuntimeError):
+class FrontendError(EdgeRuntimeError, RuntimeError):
     """The WASM frontend failed; the message names the module file and what to do."""
 
     def __init__(self, message: str, *, code: int | None = None) -> None:
@@ -67,11 +73,8 @@ class FrontendError(RuntimeError):
 
 
 def default_module_cache_dir() -> Path:
-    """Where compiled modules go: $BIRDLAB_CACHE_DIR/wasmtime, else $XDG_CACHE_HOME (or ~/.cache)/birdlab/wasmtime."""
-    if os.environ.get("BIRDLAB_CACHE_DIR"):
-        return Path(os.environ["BIRDLAB_CACHE_DIR"]) / MODULE_CACHE_SUBDIR
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "birdlab" / MODULE_CACHE_SUBDIR
+    """Where compiled modules go: <edge_runtime.cache_dir.default_cache_dir()>/wasm (never the lab's cache)."""
+    return default_cache_dir() / MODULE_CACHE_SUBDIR
 
 
 def _wasmtime_version() -> str:
@@ -209,8 +212,8 @@ class MelFrontend:
         config.parallel_compilation = False
         engine = wasmtime.Engine(config)
         flags = f"epoch={timeout_s is not None};fuel={fuel is not None}"
-        module, cache_hit = _compile_cached(engine, wasm_bytes, wasm_path=wasm_path, flags=flags,
-                                            cache_dir=Path(cache_dir) if cache_dir else default_module_cache_dir())
+        cache = Path(cache_dir) if cache_dir else default_module_cache_dir()
+        module, cache_hit = _compile_cached(engine, wasm_bytes, wasm_path=wasm_path, flags=flags, cache_dir=cache)
         imports = [f"{imp.module}.{imp.name}" for imp in module.imports]
         if imports:
             raise FrontendError(
@@ -221,8 +224,17 @@ class MelFrontend:
         missing = [name for name in _REQUIRED_EXPORTS if name not in exported]
         if missing:
             raise FrontendError(f"{wasm_path}: not a melspec module (missing exports {missing})")
+        try:
+            return cls(wasm_path=wasm_path, spec=spec, engine=engine, module=module, timeout_s=timeout_s, fuel=fuel,
+                       memory_limit_bytes=memory_limit_bytes, cache_hit=cache_hit)
+        except FrontendError:
+            if not cache_hit:
+                raise
+        # the cached module verified but does not start here: compile from the .wasm (and replace the cache)
+        module, _ = _compile_cached(engine, wasm_bytes, wasm_path=wasm_path, flags=flags, cache_dir=cache,
+                                    use_cache=False)
         return cls(wasm_path=wasm_path, spec=spec, engine=engine, module=module, timeout_s=timeout_s, fuel=fuel,
-                   memory_limit_bytes=memory_limit_bytes, cache_hit=cache_hit)
+                   memory_limit_bytes=memory_limit_bytes, cache_hit=False)
 
     def _create(self, spec: FeatureSpec) -> int:
         top_db = -1.0 if spec.top_db is None else float(spec.top_db)
@@ -348,25 +360,54 @@ class MelFrontend:
         self.close()
 
 
+def _read_verified(cached: Path, record: Path, *, key: str) -> bytes | None:
+    """The compiled module's bytes when its record names this key and their sha256; else None."""
+    try:
+        recorded = record.read_text(encoding="ascii").split()
+        data = cached.read_bytes()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if recorded != [key, hashlib.sha256(data).hexdigest()]:
+        return None
+    return data
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write data to a temporary file, fsync it, then rename it to path."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{time.monotonic_ns()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _compile_cached(
-    engine: wasmtime.Engine, wasm_bytes: bytes, *, wasm_path: Path, flags: str, cache_dir: Path
+    engine: wasmtime.Engine, wasm_bytes: bytes, *, wasm_path: Path, flags: str, cache_dir: Path, use_cache: bool = True
 ) -> tuple[wasmtime.Module, bool]:
-    """Deserialize the compiled module from `cache_dir` or compile and store it (atomically)."""
-    cached = cache_dir / f"melspec-{module_cache_key(wasm_bytes, engine_flags=flags)}.cwasm"
-    if cached.is_file():
+    """Deserialize the verified compiled module from `cache_dir`, or compile and store it (module, then record)."""
+    key = module_cache_key(wasm_bytes, engine_flags=flags)
+    cached = cache_dir / f"melspec-{key}.cwasm"
+    record = cached.with_name(cached.name + ".sha256")
+    data = _read_verified(cached, record, key=key) if use_cache else None
+    if data is not None:
         try:
-            return wasmtime.Module.deserialize_file(engine, str(cached)), True
+            return wasmtime.Module.deserialize(engine, data), True
         except wasmtime.WasmtimeError:
-            pass  # stale or damaged: compile again and overwrite it
+            pass  # stale (another wasmtime build): compile again and overwrite it
     try:
         module = wasmtime.Module(engine, wasm_bytes)
     except wasmtime.WasmtimeError as exc:
         raise FrontendError(f"{wasm_path}: not a valid WebAssembly module ({str(exc).splitlines()[0]})") from None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}.{time.monotonic_ns()}")
-        tmp.write_bytes(module.serialize())
-        os.replace(tmp, cached)
+        record.unlink(missing_ok=True)  # never a record next to a module it does not describe
+        serialized = module.serialize()
+        _write_durably(cached, serialized)
+        _write_durably(record, f"{key} {hashlib.sha256(serialized).hexdigest()}\n".encode("ascii"))
     except OSError:
         pass  # a read-only cache only costs the next start a compilation
     return module, False

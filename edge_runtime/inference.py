@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.errors import EdgeRuntimeError
+
 BACKENDS = ("ai_edge_litert", "tflite_runtime")
 """Interpreter packages in the order `auto` tries them."""
 
 
-class InferenceError(Exception):
+class InferenceError(EdgeRuntimeError):
     """The model cannot be loaded or run; the message says which file and what to do."""
 
 

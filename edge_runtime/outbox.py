@@ -12,6 +12,10 @@ undelivered detections are dropped: the drop is logged as a warning and counted
 dead-letter table with the reason (`dead_letter`), which is bounded the same way;
 `requeue_dead_letters` puts them back once the cause is fixed.
 
+Every operation first checks that the file at the outbox path is still the one opened: SQLite would
+go on writing into a deleted file, so a deleted or replaced outbox raises OutboxError instead of
+reporting detections as queued or pending in a file that no longer exists.
+
 Safe to share between threads of one process (one connection behind a lock) and between
 processes (SQLite locking; a busy database is waited for up to `busy_timeout_s`).
 """
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_runtime.detection import Detection, DetectionError
+from edge_runtime.errors import EdgeRuntimeError
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -71,7 +76,7 @@ END;
 """
 
 
-class OutboxError(Exception):
+class OutboxError(EdgeRuntimeError):
     """The outbox file cannot be opened or written; the message names the file and what to do."""
 
 
@@ -167,6 +172,7 @@ class Outbox:
             raise OutboxError(f"{self.path}: no outbox there; check the --outbox path")
         self._lock = threading.Lock()
         self._conn = self._connect()
+        self._identity = self._file_identity()
 
     @classmethod
     def open(cls, path: str | Path, *, settings: OutboxSettings, create: bool = True) -> Outbox:
@@ -210,11 +216,27 @@ class Outbox:
             raise
         return conn
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def check_present(self) -> None:
+        """Raise OutboxError when the outbox file was deleted or replaced since it was opened."""
+        if self._file_identity() != self._identity:
+            raise OutboxError(
+                f"{self.path}: the outbox file was deleted or replaced while running; what it held is gone from "
+                "this path. Restart the runtime (it creates a new outbox) and find out what removed the file"
+            )
+
     # -- transactions -------------------------------------------------------------------------
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run work(conn) in one IMMEDIATE transaction, committed (and synced) before returning."""
         with self._lock:
+            self.check_present()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -303,6 +325,7 @@ class Outbox:
         if limit < 1:
             raise ValueError(f"pending: limit {limit} must be at least 1")
         with self._lock:
+            self.check_present()
             try:
                 rows = self._conn.execute("SELECT seq, payload FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
             except sqlite3.Error as exc:
@@ -416,6 +439,7 @@ class Outbox:
 
     def _read_counter(self, name: str) -> int:
         with self._lock:
+            self.check_present()
             try:
                 return self._counter(self._conn, name)
             except sqlite3.Error as exc:
@@ -436,6 +460,7 @@ class Outbox:
     def dead_letter_count(self) -> int:
         """Detections currently in the dead-letter table."""
         with self._lock:
+            self.check_present()
             return int(self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -457,6 +482,7 @@ class Outbox:
     def stats(self) -> OutboxStats:
         """A consistent snapshot of the counters (one read transaction)."""
         with self._lock:
+            self.check_present()
             conn = self._conn
             conn.execute("BEGIN")
             try:

@@ -5,6 +5,10 @@ Each source runs in its own producer thread (reading and windowing audio); one c
 output into detections (thresholds global and per species, include/exclude lists,
 top-N) and commits them to the outbox before anything is sent. A stop event (SIGTERM,
 SIGINT) lets the current window finish; then the caller flushes and exits.
+
+A source that fails for good (its producer raised, or died without a word; a live stream broke)
+ends the run: `Pipeline.source_failure` holds the reason, the stop event is set. A bad file is
+not a source failure: it is counted in files_failed and the run goes on.
 """
 
 from __future__ import annotations
@@ -57,14 +61,24 @@ class WindowAnalyzer:
         self.model_seconds = 0.0
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """samples: float32 (clip_samples,). Returns float32 (n_outputs,)."""
+        """samples: float32 (clip_samples,). Returns float32 (n_outputs,), every value finite.
+
+        Raises ValueError when the features or the model outputs hold NaN or infinity (e.g. samples at 1e30
+        overflow the power spectrum): the window fails with that reason instead of giving no detection.
+        """
         t0 = time.perf_counter()
         features = self.frontend.log_mel(np.ascontiguousarray(samples, dtype=np.float32))
         t1 = time.perf_counter()
         expected = self.spec.input_shape[:2]
         if features.shape != expected:
             raise ValueError(f"frontend returned shape {features.shape}, the model needs {expected}")
+        if not np.isfinite(features).all():
+            peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+            raise ValueError(f"{int(np.count_nonzero(~np.isfinite(features)))} non-finite log-mel values (sample peak "
+                             f"{peak:.3g}; audio is expected in [-1, 1]): the recording or its converter is faulty")
         out = self.model.predict(features[np.newaxis, :, :, np.newaxis])[0]
+        if not np.isfinite(out).all():
+            raise ValueError(f"the model gave {int(np.count_nonzero(~np.isfinite(out)))} non-finite outputs")
         t2 = time.perf_counter()
         self.frontend_seconds += t1 - t0
         self.model_seconds += t2 - t1
@@ -134,9 +148,9 @@ def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, se
     """Producer thread of one source: items -> windows -> events."""
     rate = bundle.spec.sample_rate_hz
     clip = bundle.spec.clip_samples
-    step = step_samples_for(clip_samples=clip, overlap_seconds=settings.overlap_seconds, sample_rate_hz=rate)
+    step = step_samples_for(clip_samples=clip, overlap_seconds=settings.overlap_s, sample_rate_hz=rate)
     try:
-        items = items_of(spec, sample_rate_hz=rate, stop=stop, done=done, poll_seconds=settings.dir_poll_seconds,
+        items = items_of(spec, sample_rate_hz=rate, stop=stop, done=done, poll_seconds=settings.dir_poll_s,
                          stdin_rate_hz=settings.stdin_rate_hz, stdin_format=settings.stdin_format,
                          stdin_channels=settings.stdin_channels, mic_rate_hz=settings.mic_rate_hz,
                          mic_command=settings.mic_command, stdin_stream=stdin_stream)
@@ -153,8 +167,9 @@ def _produce(spec: SourceSpec, events: queue.Queue, stop: threading.Event, *, se
     except SourceError as exc:
         _put(events, _SourceDone(spec, exc), stop)
         return
-    except Exception as exc:  # noqa: BLE001 - a producer must always report, or the run would wait forever
-        log.exception("source %s failed", spec.text)
+    except BaseException as exc:  # noqa: BLE001 - a producer must always report, or the run would wait forever
+        log.error("source %s failed (%s: %s)", spec.text, type(exc).__name__, exc,
+                  exc_info=not isinstance(exc, SystemExit | KeyboardInterrupt))
         _put(events, _SourceDone(spec, exc), stop)
         return
     _put(events, _SourceDone(spec, None), stop)
@@ -179,6 +194,8 @@ class Pipeline:
     stop: threading.Event
     after_commit: Callable[[], None] | None = None
     stdin_stream: BinaryIO | None = None
+    source_failure: str | None = None
+    """Why the run ended early: a source failed for good (None when it did not)."""
 
     def run(self) -> RunStatus:
         """Process every source until all are exhausted or `stop` is set; returns the status."""
@@ -196,14 +213,15 @@ class Pipeline:
         self.status.state = "running"
         for thread in threads:
             thread.start()
-        remaining = len(specs)
+        finished: set[int] = set()
         failed_items: set[int] = set()
         try:
-            while remaining and not self.stop.is_set():
+            while len(finished) < len(specs) and not self.stop.is_set():
                 self._idle_work()
                 try:
                     event = events.get(timeout=0.25)
                 except queue.Empty:
+                    self._check_producers(specs, threads, finished, events)
                     continue
                 if isinstance(event, _WindowEvent):
                     # after a failed window the rest of a file is skipped (the file counts as failed);
@@ -214,10 +232,14 @@ class Pipeline:
                 elif isinstance(event, _ItemDone):
                     self._item_done(event, failed=id(event.item) in failed_items)
                     failed_items.discard(id(event.item))
+                    if event.error is not None and not event.item.is_file:
+                        self._fail_source(f"source {event.item.source}: {event.error}")
                 else:
-                    remaining -= 1
+                    finished.add(specs.index(event.spec))
                     if event.error is not None:
-                        self._error(f"source {event.spec.text}: {event.error}")
+                        error = event.error
+                        self._fail_source(f"source {event.spec.text}: {type(error).__name__}: {error}"
+                                          if not isinstance(error, SourceError) else f"source {event.spec.text}: {error}")
         finally:
             self.status.state = "stopping"
             for thread in threads:
@@ -227,7 +249,27 @@ class Pipeline:
             self.refresh_outbox_counters()
         return self.status
 
+    def _fail_source(self, message: str) -> None:
+        """A source failed for good: report it and end the run."""
+        self._error(message + "; stopping the run")
+        self.source_failure = message
+        self.stop.set()
+
+    def _check_producers(self, specs: list[SourceSpec], threads: list[threading.Thread], finished: set[int],
+                         events: queue.Queue) -> None:
+        """A producer thread that ended without reporting (nothing left in the queue from it) failed silently.
+
+        (On stop, producers end without reporting: that is not a failure.)
+        """
+        for index, thread in enumerate(threads):
+            if index not in finished and not thread.is_alive() and events.empty():
+                if self.stop.is_set():  # checked after the death was seen: a stop set before it explains it
+                    return
+                finished.add(index)
+                self._fail_source(f"source {specs[index].text}: its reader thread ended without a word")
+
     def _idle_work(self) -> None:
+        self.outbox.check_present()  # a deleted outbox ends the run (OutboxError), even while no detection comes
         if self.status_writer.due():
             self.refresh_outbox_counters()
             self.status_writer.write()
@@ -259,6 +301,7 @@ class Pipeline:
 
     def _item_done(self, event: _ItemDone, *, failed: bool) -> None:
         item = event.item
+        self.status.nonfinite_samples += item.repairs.nonfinite
         ok = event.error is None and not failed
         if event.error is not None:
             self._error(f"{event.error}" if isinstance(event.error, AudioError) else f"{item.source}: {event.error}")

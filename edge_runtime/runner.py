@@ -1,9 +1,10 @@
 """`python -m edge_runtime run`: check the bundle, wire the pipeline to the outbox and the sink, run, shut down.
 
 Exit status: 0 after a normal end (all file: sources done, stdin closed) or a SIGTERM/SIGINT
-(the current window finishes, pending detections get `shutdown_flush_seconds` to be delivered,
-the status file is written); 1 when the outbox cannot be written mid-run; 2 for a usage error or
-a refused bundle. A bad audio file is not
+(the current window finishes, pending detections get `flush_deadline_s` to be delivered,
+the status file is written); 1 when the outbox cannot be written mid-run (or was deleted); 2 for a
+usage error or a refused bundle; 3 when a source failed for good (its reader died, a live stream
+broke: the run stops, flushes and exits so that systemd restarts it). A bad audio file is not
 an exit: it is logged, counted in files_failed and the run goes on.
 """
 
@@ -17,15 +18,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from edge_runtime.bundle import BundleError, default_cache_dir, open_bundle
+from edge_runtime.bundle import BundleError, open_bundle
 from edge_runtime.check import check_bundle
 from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.delivery import Deliverer, DeliverySettings, SinkError, make_sink_from_settings
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.inference import InferenceError, TFLiteModel
 from edge_runtime.outbox import Outbox, OutboxError
 from edge_runtime.pipeline import Pipeline, WindowAnalyzer
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sources import SourceError, parse_source
+from edge_runtime.spec import FeatureSpec
 from edge_runtime.status import RunStatus, StatusWriter
 
 log = logging.getLogger("edge_runtime.run")
@@ -34,23 +37,17 @@ EXIT_OK = 0
 EXIT_OUTBOX_FAILED = 1
 """The outbox could not be written mid-run (e.g. the disk is full); systemd restarts the runtime."""
 EXIT_USAGE = 2
+EXIT_SOURCE_FAILED = 3
+"""A source failed for good (its producer died, a live stream broke); systemd restarts the runtime."""
 
 
-class UsageError(Exception):
+class UsageError(EdgeRuntimeError):
     """A setting that prevents the run from starting; the message says what to fix."""
 
 
 def delivery_settings(settings: EdgeSettings) -> DeliverySettings:
-    """The delivery part of the runtime settings."""
-    return DeliverySettings(
-        batch_size=settings.batch_size,
-        timeout_s=settings.http_timeout_seconds,
-        backoff_initial_s=settings.retry_initial_seconds,
-        backoff_max_s=max(settings.retry_max_seconds, settings.retry_initial_seconds),
-        token_env=settings.token_env,
-        token_file=settings.token_file,
-        ca_file=settings.ca_file,
-    )
+    """The delivery part of the runtime settings (settings.delivery)."""
+    return settings.delivery
 
 
 @dataclass
@@ -90,6 +87,17 @@ def _validate(settings: EdgeSettings) -> None:
         raise UsageError("stdin can be a source only once")
 
 
+MIN_STEP_S = 0.25
+"""Consecutive windows must start at least this far apart (overlap_s <= clip - MIN_STEP_S)."""
+
+
+def _check_overlap(settings: EdgeSettings, spec: FeatureSpec) -> None:
+    clip_s = spec.clip_samples / spec.sample_rate_hz
+    if clip_s - settings.overlap_s < MIN_STEP_S:
+        raise UsageError(f"overlap_s={settings.overlap_s:g}: windows of {clip_s:g} s must advance by at "
+                         f"least {MIN_STEP_S} s; give an overlap of at most {clip_s - MIN_STEP_S:g} s")
+
+
 def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_stream: BinaryIO | None = None) -> int:
     """Run the edge runtime with `settings` until its sources end or `stop` is set; returns the exit status."""
     stop = stop or threading.Event()
@@ -100,29 +108,30 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
         return EXIT_USAGE
 
     report = check_bundle(settings.bundle, interpreter=settings.interpreter, num_threads=settings.num_threads,
-                          frontend_timeout_seconds=settings.frontend_timeout_seconds)
+                          frontend_timeout_seconds=settings.frontend_timeout_s)
     if not report.ok:
         log.error("bundle refused: %s", report.verdict)
         return EXIT_USAGE
-    from edge_runtime.frontend import FrontendError, MelFrontend
+    from edge_runtime.frontend import FrontendError, MelFrontend, default_module_cache_dir
 
     try:
         bundle = open_bundle(settings.bundle)
+        _check_overlap(settings, bundle.spec)
         DetectionPolicy.from_settings(settings, bundle=bundle)
         model = TFLiteModel.load(bundle.model_path, num_threads=settings.num_threads, backend=settings.interpreter)
         sink = make_sink_from_settings(settings.sink, settings=delivery_settings(settings))
-    except (BundleError, InferenceError, SinkError, ValueError) as exc:
+    except (BundleError, InferenceError, SinkError, UsageError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     try:
-        outbox = Outbox(settings.outbox, max_rows=settings.outbox_max_rows, max_bytes=settings.outbox_max_bytes)
+        outbox = Outbox.open(settings.outbox, settings=settings.outbox_settings)
     except OutboxError as exc:
         log.error("%s", exc)
         sink.close()
         return EXIT_USAGE
     try:
-        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_cache_dir() / "wasm",
-                                    timeout_s=settings.frontend_timeout_seconds)
+        frontend = MelFrontend.load(bundle.wasm_path, spec=bundle.spec, cache_dir=default_module_cache_dir(),
+                                    timeout_s=settings.frontend_timeout_s)
     except FrontendError as exc:
         log.error("%s", exc)
         outbox.close()
@@ -131,7 +140,7 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
     deliverer = Deliverer(outbox, sink, settings=delivery_settings(settings))
     status = RunStatus(started_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), bundle=str(settings.bundle),
                        model_id=bundle.model_id, sources=list(settings.sources))
-    writer = StatusWriter(settings.status, status, interval_seconds=settings.status_interval_seconds)
+    writer = StatusWriter(settings.status, status, interval_seconds=settings.status_interval_s)
     pipeline = Pipeline(settings=settings, bundle=bundle,
                         analyzer=WindowAnalyzer(frontend=frontend, model=model, spec=bundle.spec),
                         outbox=outbox, status=status, status_writer=writer, stop=stop, after_commit=deliverer.notify,
@@ -144,6 +153,9 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
     exit_code = EXIT_OK
     try:
         pipeline.run()
+        if pipeline.source_failure is not None:
+            status.last_error = pipeline.source_failure
+            exit_code = EXIT_SOURCE_FAILED
     except OutboxError as exc:  # the disk is full or the file is gone: stop, keep what is committed
         log.error("%s", exc)
         status.last_error = str(exc)
@@ -151,8 +163,11 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
     finally:
         status.state = "stopping"
         writer.write()
-        flushed = deliverer.stop(flush_timeout_s=settings.shutdown_flush_seconds)
-        pipeline.refresh_outbox_counters()
+        flushed = deliverer.stop(flush_timeout_s=settings.flush_deadline_s)
+        try:
+            pipeline.refresh_outbox_counters()
+        except OutboxError:  # already reported; nothing is pending in a file that is gone
+            flushed = None
         if flushed is not None and flushed.remaining:
             log.warning("%d detection(s) still pending in %s; they are sent on the next run or by "
                         "`python -m edge_runtime flush`", flushed.remaining, settings.outbox)

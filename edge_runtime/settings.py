@@ -18,22 +18,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.delivery import DeliverySettings
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.outbox import OutboxSettings
+from edge_runtime.sinks import CREDENTIALS_REFUSED, redact_url, url_has_credentials
+from edge_runtime.thresholds import check_threshold
 
 ENV_PREFIX = "EDGE_RUNTIME_"
 SINK_KINDS = ("stdout", "jsonl:PATH", "http(s)://URL")
 STDIN_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 INTERPRETERS = ("auto", "ai_edge_litert", "tflite_runtime")
 LOG_FORMATS = ("text", "json")
+MAX_BATCH_SIZE = 1000
+"""Most detections per request (the reference receiver's default max_batch)."""
+MAX_NUM_THREADS = 64
+"""Most TFLite interpreter threads (far more than a Raspberry Pi's 4 cores; beyond it the interpreter may crash)."""
 
 
-class SettingsError(ValueError):
+class SettingsError(EdgeRuntimeError, ValueError):
     """An invalid setting; the message names the field, where the value came from and what is allowed."""
 
 
-def _setting(default: Any, kind: str, help: str, *, flag: str | None = None, metavar: str | None = None) -> Any:
-    """A dataclass field with the metadata the loaders and the CLI read."""
-    meta = {"kind": kind, "help": help, "flag": flag, "metavar": metavar}
+def _setting(default: Any, kind: str, help: str, *, flag: str | None = None, metavar: str | None = None,
+             old: str | None = None) -> Any:
+    """A dataclass field with the metadata the loaders and the CLI read.
+
+    old: the field's former name, still read from TOML (key), the environment (EDGE_RUNTIME_<OLD>) and the
+    command line (--old-name, hidden from --help).
+    """
+    meta = {"kind": kind, "help": help, "flag": flag, "metavar": metavar, "old": old}
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for frozen settings")
     return field(default=default, metadata=meta)
@@ -60,9 +73,11 @@ class EdgeSettings:
                                   metavar="PATH")
     status: Path | None = _setting(None, "path", "status JSON file, rewritten atomically while running and at exit",
                                    metavar="PATH")
-    status_interval_seconds: float = _setting(5.0, "float", "seconds between status file rewrites")
+    status_interval_s: float = _setting(5.0, "float", "seconds between status file rewrites",
+                                        old="status_interval_seconds")
     device_id: str = _setting("", "str", "name of this device in every detection (default: the host name)")
-    overlap_seconds: float = _setting(0.0, "float", "overlap of consecutive windows in seconds (0 = back to back)")
+    overlap_s: float = _setting(0.0, "float", "overlap of consecutive windows in seconds (0 = back to back; "
+                                "windows must still advance by 0.25 s)", old="overlap_seconds")
     threshold: float | None = _setting(None, "float",
                                        "global confidence threshold in (0, 1) (default: the bundle's threshold)")
     species_thresholds: tuple[tuple[str, float], ...] = _setting(
@@ -77,30 +92,33 @@ class EdgeSettings:
     num_threads: int = _setting(1, "int", "TFLite interpreter threads")
     interpreter: str = _setting("auto", "str",
                                 "TFLite package: auto (ai_edge_litert, then tflite_runtime), ai_edge_litert, tflite_runtime")
-    frontend_timeout_seconds: float = _setting(0.5, "float",
-                                               "the WASM frontend is stopped after this long on one window")
+    frontend_timeout_s: float = _setting(0.5, "float", "the WASM frontend is stopped after this long on one window",
+                                         old="frontend_timeout_seconds")
     stdin_rate_hz: int | None = _setting(None, "int", "sample rate of stdin PCM (default: the bundle's rate)")
     stdin_format: str = _setting("S16_LE", "str", "stdin PCM sample format: S16_LE, S32_LE or FLOAT_LE")
     stdin_channels: int = _setting(1, "int", "interleaved channels of stdin PCM (mixed to mono)")
     mic_rate_hz: int | None = _setting(None, "int",
                                        "rate asked of arecord (default: the bundle's rate; other rates are resampled)")
     mic_command: str = _setting("arecord", "str", "the capture program, called as arecord would be")
-    dir_poll_seconds: float = _setting(2.0, "float",
-                                       "seconds between scans of dir: sources; a file is read once its size is "
-                                       "unchanged for 2 scans")
+    dir_poll_s: float = _setting(2.0, "float",
+                                 "seconds between scans of dir: sources; a file is read once its size is "
+                                 "unchanged for 2 scans", old="dir_poll_seconds")
     token_env: str = _setting("EDGE_RUNTIME_TOKEN", "str", "environment variable holding the sink's bearer token")
     token_file: Path | None = _setting(None, "path", "file (mode 0600) holding the sink's bearer token", metavar="PATH")
     ca_file: Path | None = _setting(None, "path", "PEM CA certificates for a receiver with a private CA",
                                     metavar="PATH")
     batch_size: int = _setting(50, "int", "detections per HTTP POST (1..1000)")
-    http_timeout_seconds: float = _setting(10.0, "float", "timeout of one HTTP request")
-    retry_initial_seconds: float = _setting(2.0, "float",
-                                            "first retry delay after a failed send; doubles per failure (jittered)")
-    retry_max_seconds: float = _setting(300.0, "float", "longest retry delay")
+    timeout_s: float = _setting(10.0, "float", "longest time one HTTP request may take, connection to last byte",
+                                old="http_timeout_seconds")
+    backoff_initial_s: float = _setting(2.0, "float",
+                                        "first retry delay after a failed send; doubles per failure (jittered)",
+                                        old="retry_initial_seconds")
+    backoff_max_s: float = _setting(300.0, "float", "longest retry delay", old="retry_max_seconds")
     outbox_max_rows: int = _setting(OutboxSettings.max_rows, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
     outbox_max_bytes: int = _setting(OutboxSettings.max_bytes, "int", "outbox bound in bytes of detection JSON; oldest dropped beyond")
-    shutdown_flush_seconds: float = _setting(10.0, "float",
-                                             "on SIGTERM/SIGINT, try this long to deliver what is pending")
+    flush_deadline_s: float = _setting(10.0, "float",
+                                       "run: on SIGTERM/SIGINT, try this long to deliver what is pending; flush: give "
+                                       "up after this long (flush's default: 60)", old="shutdown_flush_seconds")
     log_format: str = _setting("text", "str", "log lines as 'text' or 'json' (one object per line) on stderr")
     log_level: str = _setting("INFO", "str", "DEBUG, INFO, WARNING or ERROR")
 
@@ -112,22 +130,27 @@ class EdgeSettings:
 
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise SettingsError(f"setting {name}: {what} (got {getattr(self, name)!r})")
+                shown = redact_url(self.sink) if name == "sink" else getattr(self, name)
+                raise SettingsError(f"setting {name}: {what} (got {shown!r})")
 
-        for name in ("status_interval_seconds", "frontend_timeout_seconds", "dir_poll_seconds", "http_timeout_seconds",
-                     "retry_initial_seconds", "retry_max_seconds"):
+        for name in ("status_interval_s", "frontend_timeout_s", "dir_poll_s", "timeout_s", "backoff_initial_s",
+                     "backoff_max_s"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")
-        need(math.isfinite(self.overlap_seconds) and self.overlap_seconds >= 0, "overlap_seconds", "must be >= 0")
-        need(math.isfinite(self.shutdown_flush_seconds) and self.shutdown_flush_seconds >= 0,
-             "shutdown_flush_seconds", "must be >= 0")
-        need(self.threshold is None or 0.0 < self.threshold < 1.0, "threshold", "must be in (0, 1)")
-        for code, value in self.species_thresholds:
-            if not 0.0 < value < 1.0:
-                raise SettingsError(f"setting species_thresholds: {code}={value} must be in (0, 1)")
+        need(math.isfinite(self.overlap_s) and self.overlap_s >= 0, "overlap_s", "must be >= 0")
+        need(math.isfinite(self.flush_deadline_s) and self.flush_deadline_s >= 0, "flush_deadline_s", "must be >= 0")
+        need(1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be in 1..{MAX_BATCH_SIZE}")
+        try:  # the one threshold-range check of the runtime, the bundle and the lab (edge_runtime.thresholds)
+            if self.threshold is not None:
+                check_threshold(self.threshold, where="setting threshold:")
+            for code, value in self.species_thresholds:
+                check_threshold(value, where=f"setting species_thresholds: {code}")
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         for name in ("top_n",):
             need(getattr(self, name) >= 0, name, "must be >= 0")
-        for name in ("num_threads", "stdin_channels", "batch_size", "outbox_max_rows", "outbox_max_bytes"):
+        need(1 <= self.num_threads <= MAX_NUM_THREADS, "num_threads", f"must be in 1..{MAX_NUM_THREADS}")
+        for name in ("stdin_channels", "outbox_max_rows", "outbox_max_bytes"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("stdin_rate_hz", "mic_rate_hz"):
             need(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be a positive rate in Hz")
@@ -138,6 +161,7 @@ class EdgeSettings:
              "must be DEBUG, INFO, WARNING or ERROR")
         sink = self.sink
         need(sink == "stdout" or sink.startswith(("jsonl:", "http://", "https://")), "sink", f"must be one of {SINK_KINDS}")
+        need(not url_has_credentials(sink), "sink", CREDENTIALS_REFUSED)
         overlap = set(self.include_species) & set(self.exclude_species)
         need(not overlap, "include_species", f"species both included and excluded: {sorted(overlap)}")
 
@@ -151,6 +175,20 @@ class EdgeSettings:
         """state, or `<outbox>.state` next to the outbox."""
         return self.state if self.state is not None else self.outbox.with_name(self.outbox.name + ".state")
 
+    @property
+    def delivery(self) -> DeliverySettings:
+        """The delivery settings of this run (the sender of `run`, and `flush`)."""
+        return DeliverySettings(
+            batch_size=self.batch_size, timeout_s=self.timeout_s, backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=max(self.backoff_max_s, self.backoff_initial_s), token_env=self.token_env,
+            token_file=self.token_file, ca_file=self.ca_file,
+        )
+
+    @property
+    def outbox_settings(self) -> OutboxSettings:
+        """The bounds of the outbox at `outbox`."""
+        return OutboxSettings(max_rows=self.outbox_max_rows, max_bytes=self.outbox_max_bytes)
+
     def species_threshold_map(self) -> dict[str, float]:
         return dict(self.species_thresholds)
 
@@ -163,6 +201,12 @@ def setting_fields() -> tuple[dataclasses.Field, ...]:
 def flag_name(f: dataclasses.Field) -> str:
     """The command-line flag of a field: metadata 'flag' or --field-name."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def old_flag_name(f: dataclasses.Field) -> str | None:
+    """The flag of the field's former name (hidden, still accepted), or None."""
+    old = f.metadata.get("old")
+    return "--" + old.replace("_", "-") if old else None
 
 
 def _convert(f: dataclasses.Field, value: Any, *, origin: str) -> Any:
@@ -227,11 +271,28 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: invalid TOML ({exc})") from None
     if isinstance(data.get("edge_runtime"), dict):
         data = data["edge_runtime"]
+    renamed = {f.metadata["old"]: f.name for f in setting_fields() if f.metadata.get("old")}
+    data = {renamed.get(key, key): value for key, value in data.items()}
     known = {f.name for f in setting_fields()}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s) {unknown}; known settings are {sorted(known)}")
     return data
+
+
+def given_settings(
+    *, config_path: Path | None = None, environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None
+) -> set[str]:
+    """The names of the settings that a TOML file, the environment or a flag gives (not left to the default)."""
+    names = set(read_toml(config_path)) if config_path is not None else set()
+    renamed = {f.metadata["old"]: f.name for f in setting_fields() if f.metadata.get("old")}
+    names = {renamed.get(n, n) for n in names}
+    for f in setting_fields():
+        keys = [ENV_PREFIX + f.name.upper()] + ([ENV_PREFIX + f.metadata["old"].upper()] if f.metadata.get("old") else [])
+        if environ and any(k in environ for k in keys):
+            names.add(f.name)
+    names |= {n for n, v in (flags or {}).items() if v not in (None, (), [])}
+    return names
 
 
 def load_settings(
@@ -250,9 +311,10 @@ def load_settings(
         for name, value in read_toml(config_path).items():
             values[name] = _convert(by_name[name], value, origin=str(config_path))
     for name, f in by_name.items():
-        key = ENV_PREFIX + name.upper()
-        if environ and key in environ:
-            values[name] = _convert(f, environ[key], origin=f"${key}")
+        for key in filter(None, (ENV_PREFIX + name.upper(), f.metadata.get("old") and ENV_PREFIX + f.metadata["old"].upper())):
+            if environ and key in environ:
+                values[name] = _convert(f, environ[key], origin=f"${key}")
+                break
     for name, value in (flags or {}).items():
         if name not in by_name:
             raise SettingsError(f"unknown setting {name!r}")

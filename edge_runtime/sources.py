@@ -7,19 +7,26 @@ the same path through the windowing. Source strings (command line, TOML):
     mic[:ALSA_DEVICE]   `arecord -t raw -f S16_LE -c 1 -r RATE [-D DEVICE]`, resampled if RATE differs
     file:PATH           one audio file (wav/flac/ogg/mp3, any rate, any channel count)
     dir:PATH            audio files appearing in PATH (polled; a file is read once its size and
-                        mtime held still for 2 polls; done files are remembered in the state db)
+                        mtime held still for 2 polls and, for a WAV, its header declares the size it
+                        has; FIFOs, sockets and devices are skipped with a warning; a file is analysed
+                        once: one that changes afterwards is reported, not analysed again; done files
+                        are remembered in the state db)
     stdin               raw interleaved PCM (--stdin-format, --stdin-rate-hz, --stdin-channels)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +35,7 @@ import numpy as np
 
 from edge_runtime.audio import AUDIO_SUFFIXES, AudioError, decode_pcm
 from edge_runtime.bundle import sha256_file
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.file_stream import open_audio_stream
 
 log = logging.getLogger("edge_runtime.sources")
@@ -35,11 +43,18 @@ log = logging.getLogger("edge_runtime.sources")
 SOURCE_KINDS = ("mic", "file", "dir", "stdin")
 STREAM_CHUNK_SECONDS = 0.5
 """Live sources are read in blocks of this length."""
+REPAIR_LOG_INTERVAL_S = 60.0
+"""NaN or infinite samples in raw float PCM are logged at their first occurrence, then at most this often."""
 STABLE_POLLS = 2
 """A dir: file is read once its (size, mtime) was the same for this many consecutive polls."""
+STABLE_POLLS_INCOMPLETE = 30
+"""A WAV whose header does not (yet) declare its size is read anyway once stable for this many polls
+(a writer that never patches the header, or a truncated copy: the reader then reports it)."""
+_WAV_HEADER_SCAN_BYTES = 4096
+_WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 
-class SourceError(ValueError):
+class SourceError(EdgeRuntimeError, ValueError):
     """A source string is invalid or a source cannot be started; the message says which and why."""
 
 
@@ -75,6 +90,14 @@ def parse_source(text: str) -> SourceSpec:
 
 
 @dataclass
+class SampleRepairs:
+    """Samples of a live stream that could not be used as they came (counted, logged, replaced by 0)."""
+
+    nonfinite: int = 0
+    """NaN or infinite float PCM samples."""
+
+
+@dataclass
 class AudioItem:
     """One stream of audio to analyse: a file, or a live stream from start to stop."""
 
@@ -92,6 +115,8 @@ class AudioItem:
     """Called with ok=True/False once the item's detections are committed (dir: marks the file done)."""
     realtime: bool = False
     """True for a capture that delivers audio as it is recorded (mic): windows are timed by arrival."""
+    repairs: SampleRepairs = field(default_factory=SampleRepairs)
+    """What the reader had to repair in this item's samples (raw PCM streams)."""
 
     @property
     def is_file(self) -> bool:
@@ -154,12 +179,32 @@ class StreamResampler:
         return self._stream.resample_chunk(chunk, last=last)
 
 
+def _repair_nonfinite(chunk: np.ndarray, *, repairs: SampleRepairs, name: str, clock: list[float]) -> np.ndarray:
+    """Replace NaN/inf samples by 0, count them, log the first occurrence and then at most every interval."""
+    bad = int(np.count_nonzero(~np.isfinite(chunk)))
+    if not bad:
+        return chunk
+    repairs.nonfinite += bad
+    now = time.monotonic()
+    if now - clock[0] >= REPAIR_LOG_INTERVAL_S:
+        clock[0] = now
+        log.warning("%s: %d NaN or infinite samples in this block replaced by 0 (%d so far); check the producer "
+                    "of the PCM", name, bad, repairs.nonfinite)
+    return np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def pcm_chunks(stream: BinaryIO, *, rate_hz: int, sample_format: str, channels: int, out_rate_hz: int,
-               stop: threading.Event) -> Iterator[np.ndarray]:
-    """Raw PCM from a byte stream -> mono float32 chunks at out_rate_hz, until EOF or `stop`."""
+               stop: threading.Event, repairs: SampleRepairs | None = None,
+               name: str = "stdin") -> Iterator[np.ndarray]:
+    """Raw PCM from a byte stream -> mono float32 chunks at out_rate_hz, until EOF or `stop`.
+
+    NaN or infinite float samples are replaced by 0, counted in `repairs` and logged (see _repair_nonfinite).
+    """
     width = {"S16_LE": 2, "S32_LE": 4, "FLOAT_LE": 4}[sample_format] * channels
     block = width * max(1, int(rate_hz * STREAM_CHUNK_SECONDS))
     resample = StreamResampler(in_rate_hz=rate_hz, out_rate_hz=out_rate_hz)
+    repairs = repairs if repairs is not None else SampleRepairs()
+    clock = [float("-inf")]
     pending = b""
     while not stop.is_set():
         data = stream.read(block - len(pending))
@@ -171,12 +216,16 @@ def pcm_chunks(stream: BinaryIO, *, rate_hz: int, sample_format: str, channels: 
         chunk = decode_pcm(pending, sample_format=sample_format, channels=channels)
         pending = b""
         if sample_format == "FLOAT_LE":
-            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+            chunk = _repair_nonfinite(chunk, repairs=repairs, name=name, clock=clock)
         yield resample(chunk)
     tail = decode_pcm(pending, sample_format=sample_format, channels=channels) if pending else np.zeros(0, np.float32)
+    if sample_format == "FLOAT_LE":
+        tail = _repair_nonfinite(tail, repairs=repairs, name=name, clock=clock)
     out = resample(tail, last=True)
     if out.size:
         yield out
+    if repairs.nonfinite:
+        log.warning("%s: %d NaN or infinite samples replaced by 0 in total", name, repairs.nonfinite)
 
 
 def stdin_item(*, rate_hz: int, sample_format: str, channels: int, out_rate_hz: int, stop: threading.Event,
@@ -184,10 +233,12 @@ def stdin_item(*, rate_hz: int, sample_format: str, channels: int, out_rate_hz: 
     """Raw PCM on stdin (or `stream`) as one live item."""
     start = datetime.now(UTC)
     source = stream if stream is not None else sys.stdin.buffer
+    repairs = SampleRepairs()
     return AudioItem(
         source="stdin", start_utc=start, identity=start.isoformat(),
         read_chunks=lambda: pcm_chunks(source, rate_hz=rate_hz, sample_format=sample_format, channels=channels,
-                                       out_rate_hz=out_rate_hz, stop=stop),
+                                       out_rate_hz=out_rate_hz, stop=stop, repairs=repairs),
+        repairs=repairs,
     )
 
 
@@ -271,39 +322,97 @@ class DoneFiles:
             self._db.close()
 
 
+def wav_declares_its_size(path: Path, size: int) -> bool:
+    """False while a WAV file's header leaves its data size unknown (0 or 0xFFFFFFFF, as streaming writers
+    leave it until they finish) or declares more data than the file holds; True otherwise (and for a file
+    that is not a RIFF/WAVE file at all: the reader reports that)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_WAV_HEADER_SCAN_BYTES)
+    except OSError:
+        return True
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        return True
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (chunk_size,) = struct.unpack("<I", head[pos + 4 : pos + 8])
+        if chunk_id == b"data":
+            if head[:4] == b"RF64":
+                return True  # sizes live in the ds64 chunk; stability decides
+            return chunk_size not in _WAV_UNKNOWN_SIZES and pos + 8 + chunk_size <= size
+        pos += 8 + chunk_size + (chunk_size & 1)
+    return False  # no data chunk yet: the header is still being written
+
+
+@dataclass
+class _Candidate:
+    """What the watcher knows of one file: its (size, mtime_ns), for how many polls, and its inode."""
+
+    key: tuple[int, int]
+    polls: int
+    inode: int
+
+
+def _scan(directory: Path, *, skipped: set[Path]) -> dict[Path, os.stat_result]:
+    """Audio files (regular files only) in directory; others are logged once and skipped."""
+    found = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() not in AUDIO_SUFFIXES or path.name.startswith("."):
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            if path not in skipped:
+                log.warning("%s: not a regular file (a FIFO, socket or device); skipped", path)
+                skipped.add(path)
+            continue
+        found[path] = st
+    return found
+
+
 def watch_directory(directory: Path, *, done: DoneFiles, sample_rate_hz: int, poll_seconds: float,
                     stop: threading.Event) -> Iterator[AudioItem]:
     """Yield an item per new audio file in `directory` (not recursive), oldest first, until `stop`.
 
-    A file is yielded once its (size, mtime) held still for STABLE_POLLS polls and it is not
-    in `done`; the item's on_done marks it there once its detections are committed.
+    A file is yielded once its (size, mtime) held still for STABLE_POLLS polls, it is a regular file,
+    a WAV declares the size it has (or held still for STABLE_POLLS_INCOMPLETE polls), and it is not
+    in `done`; the item's on_done marks it there once its detections are committed. A file that
+    changes after it was yielded (same inode) is not yielded again: the change is logged once.
     """
     directory = Path(directory).absolute()
     if not directory.is_dir():
         raise SourceError(f"dir:{directory}: not a directory; create it or fix the path")
-    seen: dict[Path, tuple[tuple[int, int], int]] = {}
-    yielded: set[tuple[Path, int, int]] = set()
+    seen: dict[Path, _Candidate] = {}
+    yielded: dict[Path, tuple[int, int, int]] = {}  # path -> (inode, size, mtime_ns) analysed in this run
+    skipped: set[Path] = set()
     while not stop.is_set():
-        current = {}
-        for path in sorted(directory.iterdir()):
-            if path.suffix.lower() not in AUDIO_SUFFIXES or path.name.startswith("."):
-                continue
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            current[path] = (st.st_size, st.st_mtime_ns)
+        current = _scan(directory, skipped=skipped)
         ready = []
-        for path, key in current.items():
+        for path, st in current.items():
+            key = (st.st_size, st.st_mtime_ns)
             previous = seen.get(path)
-            polls = previous[1] + 1 if previous and previous[0] == key else 1
-            seen[path] = (key, polls)
-            if polls >= STABLE_POLLS and (path, *key) not in yielded and not done.is_done(path, *key):
-                ready.append((key[1], path, key))
+            polls = previous.polls + 1 if previous and previous.key == key and previous.inode == st.st_ino else 1
+            seen[path] = _Candidate(key, polls, st.st_ino)
+            if polls < STABLE_POLLS or done.is_done(path, *key):
+                continue
+            earlier = yielded.get(path)
+            if earlier is not None and earlier[0] == st.st_ino:
+                if earlier[1:] != key and path not in skipped:
+                    log.warning("%s: changed after it was analysed; not analysed again (let writers write "
+                                "elsewhere and move finished files in)", path)
+                    skipped.add(path)
+                continue
+            if polls < STABLE_POLLS_INCOMPLETE and not wav_declares_its_size(path, st.st_size):
+                continue  # still being written
+            ready.append((key[1], path, key, st.st_ino))
         for path in set(seen) - set(current):
             del seen[path]
-        for _, path, key in sorted(ready):
-            yielded.add((path, *key))
+        for _, path, key, inode in sorted(ready):
+            yielded[path] = (inode, *key)
+            skipped.discard(path)
 
             def mark(ok: bool, path: Path = path, key: tuple[int, int] = key) -> None:
                 done.mark(path, *key, ok=ok)

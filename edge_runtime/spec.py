@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import EdgeRuntimeError
+
 SCHEMA_VERSION = 1
 SPEC_FILENAME = "feature_spec.json"
 
@@ -24,7 +26,7 @@ PAD_MODES = ("constant", "reflect")
 MEL_NORMS = ("slaney", None)
 
 
-class SpecError(ValueError):
+class SpecError(EdgeRuntimeError, ValueError):
     """A feature spec (or its JSON file) is invalid; the message names the field."""
 
 

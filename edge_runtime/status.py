@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class RunStatus:
     dead_letter_reason: str = ""
     dropped_total: int = 0
     """Detections dropped by the outbox bound (drop-oldest)."""
+    nonfinite_samples: int = 0
+    """NaN or infinite samples of raw float PCM (stdin) replaced by 0 (each occurrence is logged)."""
     delivered_total: int = 0
     audio_seconds: float = 0.0
     """Seconds of audio analysed."""
@@ -80,13 +85,18 @@ def read_status(path: Path) -> dict[str, Any]:
 
 
 class StatusWriter:
-    """Writes the status at most every `interval_seconds` (maybe_write) and on demand (write)."""
+    """Writes the status at most every `interval_seconds` (maybe_write) and on demand (write).
+
+    A status file that cannot be written (full disk, missing directory, permissions) is logged as a
+    warning, once per distinct reason, and never stops the run.
+    """
 
     def __init__(self, path: Path | None, status: RunStatus, *, interval_seconds: float) -> None:
         self.path = path
         self.status = status
         self.interval_seconds = interval_seconds
         self._last = float("-inf")  # the first maybe_write always writes
+        self._last_failure: str | None = None
 
     def due(self) -> bool:
         """True when a status file is configured and interval_seconds passed since the last write."""
@@ -97,6 +107,17 @@ class StatusWriter:
             self.write()
 
     def write(self) -> None:
-        if self.path is not None:
+        if self.path is None:
+            return
+        self._last = time.monotonic()
+        try:
             write_status(self.path, self.status)
-            self._last = time.monotonic()
+        except OSError as exc:
+            reason = f"{exc.strerror or exc}"
+            if reason != self._last_failure:
+                log.warning("cannot write the status file %s (%s); the run goes on", self.path, reason)
+            self._last_failure = reason
+            return
+        if self._last_failure is not None:
+            log.info("the status file %s is written again", self.path)
+        self._last_failure = None

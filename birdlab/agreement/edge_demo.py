@@ -31,6 +31,7 @@ from birdlab.agreement.lab_vs_edge import (
 from birdlab.errors import UserError
 from birdlab.training.run_dir import RunDir
 from edge_runtime.bundle import open_bundle
+from edge_runtime.cli import run_argv
 from edge_runtime.decisions import DetectionPolicy
 from edge_runtime.settings import EdgeSettings
 
@@ -104,10 +105,8 @@ def run_edge_demo(*, bundle_dir: Path, run_dir: Path, audio_paths: Sequence[Path
     work_dir.mkdir(parents=True)
     receiver, url = _start_receiver(work_dir / "receiver.sqlite")
     try:
-        command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
-                   *[f"--source=file:{Path(p).absolute()}" for p in audio_paths], "--sink", url,
-                   "--outbox", str(work_dir / "outbox.sqlite"), "--status", str(work_dir / "status.json"),
-                   "--device-id", "demo-pi"]
+        command = run_argv(bundle=bundle_dir, sources=[f"file:{Path(p).absolute()}" for p in audio_paths], sink=url,
+                           outbox=work_dir / "outbox.sqlite", status=work_dir / "status.json", device_id="demo-pi")
         start = time.monotonic()
         result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), timeout=EDGE_RUN_TIMEOUT_S)
         wall = time.monotonic() - start

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from birdlab.data.summary import LabelTimeline
 from birdlab.errors import UserError
 from birdlab.metrics import row_wise_micro_f1
 from birdlab.training.run_dir import RunDir
+from edge_runtime.cli import run_argv
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,10 +80,9 @@ def replay_soundscape(bundle_dir: str | Path, soundscape: str | Path, *, work_di
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     start = time.perf_counter()
     with start_receiver(ReceiverSettings(port=0, db=work / "receiver.sqlite3")) as receiver:
-        command = [sys.executable, "-m", "edge_runtime", "run", "--bundle", str(bundle_dir),
-                   "--source", f"file:{Path(soundscape).resolve()}", "--sink", f"{receiver.url}/detections",
-                   "--outbox", str(work / "outbox.sqlite"), "--status", str(work / "status.json"),
-                   "--device-id", DEVICE_ID, "--top-n", str(top_n), "--log-format", "text"]
+        command = run_argv(bundle=bundle_dir, sources=[f"file:{Path(soundscape).resolve()}"],
+                           sink=f"{receiver.url}/detections", outbox=work / "outbox.sqlite",
+                           status=work / "status.json", device_id=DEVICE_ID, top_n=top_n, log_format="text")
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
         except subprocess.TimeoutExpired:

@@ -16,11 +16,13 @@ class ScriptedHandler(BaseHTTPRequestHandler):
     seen: list[str] = []
     echo_headers = False
     """Answer with the request's headers as the body (a careless receiver's error page)."""
+    body_out = b""
+    """The body of every answer (unless echo_headers)."""
 
     def _answer(self) -> None:
         self.seen.append(self.command)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = str(self.headers).encode() if self.echo_headers else b""
+        body = str(self.headers).encode() if self.echo_headers else self.body_out
         self.send_response(self.status)
         for name, value in self.headers_out.items():
             self.send_header(name, value)
@@ -36,11 +38,12 @@ class ScriptedHandler(BaseHTTPRequestHandler):
 
 @contextmanager
 def scripted_server(
-    status: int, headers: dict[str, str] | None = None, *, echo_headers: bool = False
+    status: int, headers: dict[str, str] | None = None, *, echo_headers: bool = False, body: bytes = b""
 ) -> Iterator[tuple[str, type[ScriptedHandler]]]:
     """Serve in a thread; yields (base URL, handler class whose .seen lists the request methods)."""
     handler = type("Handler", (ScriptedHandler,),
-                   {"status": status, "headers_out": headers or {}, "seen": [], "echo_headers": echo_headers})
+                   {"status": status, "headers_out": headers or {}, "seen": [], "echo_headers": echo_headers,
+                    "body_out": body})
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

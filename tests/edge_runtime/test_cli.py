@@ -24,7 +24,7 @@ from edge_runtime.settings import EdgeSettings, SettingsError, load_settings, se
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESS_TIMEOUT_S = 60
 SIGTERM_EXIT_WITHIN_S = 10.0
-"""After SIGTERM the runtime finishes its window, flushes (shutdown_flush_seconds=2) and exits within this."""
+"""After SIGTERM the runtime finishes its window, flushes (flush_deadline_s=2) and exits within this."""
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_sigterm_mid_stream_finishes_flushes_and_exits_0(bundle_dir: Path, tmp_p
     ((), "no bundle"),
     (("--bundle", "BUNDLE"), "no source"),
     (("--bundle", "BUNDLE", "--source", "tape:x"), "must start with one of"),
-    (("--bundle", "BUNDLE", "--source", "mic", "--threshold", "2"), "setting threshold: must be in (0, 1)"),
+    (("--bundle", "BUNDLE", "--source", "mic", "--threshold", "2"), "setting threshold: must be a number in (0, 1)"),
     (("--bundle", "BUNDLE", "--source", "mic", "--sink", "ftp://x"), "setting sink: must be one of"),
     (("--bundle", "BUNDLE", "--source", "stdin", "--include", "nosuch"), "are not labels of the bundle"),
     (("--bundle", "BUNDLE", "--source", "mic", "--mic-command", "no-such-recorder"), "is not installed"),

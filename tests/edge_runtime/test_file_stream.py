@@ -40,12 +40,22 @@ def test_streamed_samples_equal_load_audio(tmp_path: Path, rng: np.random.Genera
     np.testing.assert_array_equal(np.concatenate(blocks), whole)
 
 
-def test_other_rates_are_loaded_whole_and_resampled(tmp_path: Path, rng: np.random.Generator) -> None:
-    path = tmp_path / "a.wav"
-    soundfile.write(str(path), _signal(rng, seconds=1.0, channels=1)[::2], RATE // 2)
-    stream = open_audio_stream(path, sample_rate_hz=RATE)
-    assert not stream.streamed
-    np.testing.assert_array_equal(np.concatenate(list(stream.blocks)), load_audio(path, sample_rate_hz=RATE))
+@pytest.mark.parametrize(("suffix", "rate_hz", "channels"), [(".wav", 16000, 1), (".wav", 48000, 2),
+                                                         (".flac", 44100, 2), (".ogg", 22050, 1)])
+def test_other_rates_are_streamed_and_resampled_exactly_as_load_audio(tmp_path: Path, rng: np.random.Generator,
+                                                                      suffix: str, rate_hz: int, channels: int) -> None:
+    path = tmp_path / f"a{suffix}"
+    n = int(2.1 * rate_hz)
+    t = np.arange(n) / rate_hz
+    signal = np.stack([0.3 * np.sin(2 * np.pi * 1234.5 * t) * (1 - 0.3 * c) + 0.05 * rng.standard_normal(n)
+                       for c in range(channels)], axis=1).astype(np.float32)
+    soundfile.write(str(path), signal, rate_hz)
+    stream = open_audio_stream(path, sample_rate_hz=RATE, block_seconds=BLOCK_SECONDS)
+    blocks = list(stream.blocks)
+    assert stream.streamed and len(blocks) > 3
+    whole = load_audio(path, sample_rate_hz=RATE)
+    assert stream.n_samples == whole.size
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
 
 
 def test_broken_files_raise_load_audios_errors(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -49,7 +49,7 @@ def settings(tmp_path: Path, bundle_dir: Path) -> EdgeSettings:
     """The production defaults, pointed at temporary files and a jsonl sink."""
     return dataclasses.replace(EdgeSettings(), bundle=str(bundle_dir), sink=f"jsonl:{tmp_path / 'out.jsonl'}",
                                outbox=tmp_path / "outbox.sqlite", status=tmp_path / "status.json",
-                               device_id="pi-test", shutdown_flush_seconds=5.0)
+                               device_id="pi-test", flush_deadline_s=5.0)
 
 
 def _delivered(settings: EdgeSettings) -> list[dict]:
@@ -171,7 +171,7 @@ def test_overlap_top_n_and_thresholds_reach_the_detections(settings: EdgeSetting
         TONES_HZ[1], seconds=spec.clip_seconds, sample_rate_hz=spec.sample_rate_hz)
     audio = np.concatenate([both, np.zeros(spec.clip_samples, np.float32)])
     write_wav(tmp_path / "two.wav", audio * 0.5, sample_rate_hz=spec.sample_rate_hz)
-    settings = dataclasses.replace(settings, sources=(f"file:{tmp_path / 'two.wav'}",), overlap_seconds=2.5, top_n=1)
+    settings = dataclasses.replace(settings, sources=(f"file:{tmp_path / 'two.wav'}",), overlap_s=2.5, top_n=1)
     assert run(settings) == 0
     delivered = _delivered(settings)
     # windows start at 0, 2.5, 5 s: the first two hold the tones, the third is silent
