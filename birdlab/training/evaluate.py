@@ -52,9 +52,8 @@ def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
     out = np.zeros((len(clips), n_species), np.float32)
     done = 0
     for batch in clips.features.batches(batch_size=PREDICT_BATCH):
-        # model.predict, not predict_on_batch: under MirroredStrategy predict_on_batch returns one row per replica.
-        out[done:done + len(batch)] = np.asarray(model.predict(batch[..., None], batch_size=PREDICT_BATCH, verbose=0),
-                                                 np.float32)
+        out[done:done + len(batch)] = np.asarray(model.predict(batch[..., None], batch_size=PREDICT_BATCH,
+                                                               verbose=0), np.float32)
         done += len(batch)
     return out
 
