@@ -67,7 +67,9 @@ def child_features(args: argparse.Namespace) -> dict[str, Any]:
 
 def child_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the warm cache; report this process's peak RSS and the run's timings and counts."""
-    from birdlab.training import train as train_module
+    import importlib
+
+    train_module = importlib.import_module("birdlab.training.train")  # the module (the package exports the function)
 
     if args.in_memory:  # the old behaviour: every training clip in one float32 array
         from birdlab.features.store import ClipStore
