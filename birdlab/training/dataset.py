@@ -347,7 +347,7 @@ def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures]
 
     windows: the features of each soundscape by soundscape id."""
     index = {s.ebird_code: i for i, s in enumerate(species)}
-    by_id = {audio_id: n for n, audio_id in enumerate(windows)}
+    by_id = {scape_id: n for n, scape_id in enumerate(windows)}
     whole = ClipStore.from_files([(w.features_path, w.n_clips) for w in windows.values()],
                                  clip_shape=(spec.n_mels, spec.clip_frames))
     first_clip = np.concatenate([[0], np.cumsum([w.n_clips for w in windows.values()])])
@@ -357,7 +357,7 @@ def soundscape_clips(rows: list[SoundscapeRow], windows: dict[str, ClipFeatures]
         window = int(round(row.seconds / spec.clip_seconds)) - 1
         if audio is None or window >= audio.n_clips:
             continue
-        picked.append(first_clip[by_id[row.audio_id]] + window)
+        picked.append(first_clip[by_id[row.soundscape_id]] + window)
         labels.append(("", tuple(b for b in row.birds if b in index)))
         sources.append(row.row_id)
     if not picked:
