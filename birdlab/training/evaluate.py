@@ -77,8 +77,9 @@ def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
     out = np.zeros((len(clips), n_species), np.float32)
     done = 0
     for batch in clips.features.batches(batch_size=PREDICT_BATCH):
-        out[done:done + len(batch)] = np.asarray(model.predict(batch[..., None], batch_size=PREDICT_BATCH,
-                                                               verbose=0), np.float32)
+        # model.predict, not predict_on_batch: under MirroredStrategy predict_on_batch returns one copy of the
+        # batch's outputs per replica (8 rows for 4 clips on two logical CPUs).
+        out[done:done + len(batch)] = predict_features(model, batch)
         done += len(batch)
     return out
 
