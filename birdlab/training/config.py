@@ -134,7 +134,13 @@ def tiny() -> TrainConfig:
                                epochs=2, batch_size=8, synthetic_noise_clips=2, feature_workers=1)
 
 
-PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "tiny": tiny}
+def real_audio() -> TrainConfig:
+    """Few real recordings per species (xeno-canto-like calls and songs, 5-60 s): see bench/README.md for what
+    each change did to the real-audio benchmark."""
+    return dataclasses.replace(TrainConfig(), name="real_audio")
+
+
+PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "real_audio": real_audio, "tiny": tiny}
 
 
 def _apply_overrides(base: TrainConfig, data: dict[str, Any], *, source: str) -> TrainConfig:
