@@ -41,6 +41,7 @@ from birdlab.export.run_features import RunFeatures, load_run_features
 from birdlab.frontend.parity import MEL_DB_ATOL, parity_of_samples
 from birdlab.frontend.wasm import build_wasm
 from birdlab.provenance import git_state, read_json_object
+from birdlab.teacher.birdnet import BIRDNET_V24
 from birdlab.training.run_dir import RunDir, TrainedRun
 from edge_runtime.bundle import (
     LABELS_FILENAME,
@@ -48,6 +49,7 @@ from edge_runtime.bundle import (
     BundleError,
     open_bundle,
     read_labels,
+    sha256_file,
     write_manifest,
 )
 from edge_runtime.spec import FeatureSpec
@@ -231,8 +233,32 @@ def build_bundle(*, run: TrainedRun, bundle_dir: Path, model_path: Path, variant
     write_model_card(bundle_dir / "MODEL_CARD.md", run=run, fields=fields, audit=audit,
                      equivalence_text=equivalence.to_text(), chosen=chosen,
                      labels=read_labels(run.run_dir.labels_path))
+    refuse_teacher_files(bundle_dir, teacher=run.teacher)
     manifest_path = write_manifest(bundle_dir, **fields)
     return json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+TEACHER_NAME_PREFIXES = ("birdnet_",)
+"""A bundle file whose name starts with one of these (case-insensitive) is taken for a teacher model."""
+
+
+def refuse_teacher_files(bundle_dir: Path, *, teacher: dict[str, Any] | None) -> None:
+    """Raise BundleBuildError (and remove the half-written bundle) when a file of bundle_dir is a teacher model:
+    a BirdNET_* name, BirdNET v2.4's sha256, or the sha256 of the run's teacher (teacher.json). Teachers are for
+    the lab: their licence (BirdNET: CC BY-NC-SA 4.0) and their ops (RFFT2D) keep them off devices."""
+    forbidden = {BIRDNET_V24.model_sha256: "BirdNET v2.4"}
+    if teacher and teacher.get("model_sha256"):
+        forbidden[str(teacher["model_sha256"])] = f"the run's teacher {teacher.get('model_file', '')}".strip()
+    for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+        why = None
+        if path.name.casefold().startswith(TEACHER_NAME_PREFIXES):
+            why = "its name is a BirdNET file's"
+        elif (digest := sha256_file(path)) in forbidden:
+            why = f"it is {forbidden[digest]} (sha256 {digest[:12]}...)"
+        if why is not None:
+            shutil.rmtree(bundle_dir, ignore_errors=True)
+            raise BundleBuildError(f"{path.relative_to(bundle_dir)}: a teacher model must never ship in a bundle "
+                                   f"({why}); the bundle was removed. Only the distilled student ships")
 
 
 # -- verify and pack ------------------------------------------------------------------------------

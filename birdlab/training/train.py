@@ -36,6 +36,13 @@ from birdlab.training.dataset import (
 from birdlab.training.evaluate import evaluate_run
 from birdlab.training.model import build_model
 from birdlab.training.run_dir import RunDir
+from birdlab.training.teacher_targets import (
+    RunTeacherTargets,
+    distillation_loss_and_metric,
+    packed_training_clips,
+    packed_validation_clips,
+    prepare_teacher_targets,
+)
 from edge_runtime.spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -146,11 +153,23 @@ def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: Featu
 
     @tf.autograph.experimental.do_not_convert  # plain TF ops; the branches are on Python settings
     def augment(batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        return augment_batch(*batch, seed=seed, config=config.augment, noise_bank=bank, top_db=spec.top_db,
-                             amin=spec.db_amin * spec.db_ref)
+        features, targets, weights = batch
+        if config.teacher is not None:  # packed targets: mixup's maximum must keep a mix labelled only when
+            targets = _flip_labelled(targets)  # both clips are, so it takes the maximum of "unlabelled"
+        features, targets, weights = augment_batch(features, targets, weights, seed=seed, config=config.augment,
+                                                   noise_bank=bank, top_db=spec.top_db,
+                                                   amin=spec.db_amin * spec.db_ref)
+        return features, _flip_labelled(targets) if config.teacher is not None else targets, weights
 
     ds = tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
+
+
+def _flip_labelled(targets: tf.Tensor) -> tf.Tensor:
+    """pack_targets(...) (b, 2 * n_species + 1) with its last column (labelled) replaced by 1 - labelled."""
+    import tensorflow as tf
+
+    return tf.concat([targets[:, :-1], 1.0 - targets[:, -1:]], axis=1)
 
 
 def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Dataset:
@@ -170,8 +189,13 @@ def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Datas
 
 
 def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spec: FeatureSpec | None = None,
-          cache_root: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it."""
+          cache_root: str | Path | None = None, teacher_cache_root: str | Path | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train `config` on the BirdCLEF 2021 layout in `data_dir`, write the run to `out_dir`, evaluate it.
+
+    With config.teacher, the student also learns the teacher's targets (birdlab.training.teacher_targets;
+    teacher_cache_root: their cache, default data/interim/teacher_targets); without, the hard labels alone.
+    """
     started = datetime.now(UTC)
     data_dir, run_dir = Path(data_dir), RunDir(Path(out_dir))
     spec = spec or FeatureSpec()
@@ -183,10 +207,26 @@ def train(*, config: TrainConfig, data_dir: str | Path, out_dir: str | Path, spe
         print(f"warning: {data.missing_audio.describe()}")
     if len(data.train) == 0:
         raise UserError(f"{data_dir}: no usable training clip (skipped: {data.skipped[:3]})")
+    teacher = None
+    if config.teacher is not None:
+        teacher = prepare_teacher_targets(data=data, data_dir=data_dir, config=config, spec=spec, cache=cache,
+                                          root=teacher_cache_root, progress=progress)
+        feature_seconds = time.perf_counter() - feature_start
 
     with op_determinism():
         return _train_model(config=config, data=data, data_dir=data_dir, run_dir=run_dir, spec=spec, started=started,
-                            feature_seconds=feature_seconds, progress=progress)
+                            feature_seconds=feature_seconds, progress=progress, teacher=teacher,
+                            teacher_cache_root=teacher_cache_root)
+
+
+def _loss_and_metric(config: TrainConfig) -> tuple[keras.losses.Loss, keras.metrics.Metric]:
+    """Binary cross-entropy and PR AUC; with a teacher, the distillation loss and PR AUC on the hard labels."""
+    import keras
+
+    if config.teacher is None:
+        return (keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+                keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc"))
+    return distillation_loss_and_metric(config.teacher, label_smoothing=config.label_smoothing)
 
 
 @contextmanager
@@ -209,7 +249,8 @@ def op_determinism() -> Iterator[None]:
 
 
 def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run_dir: RunDir, spec: FeatureSpec,
-                 started: datetime, feature_seconds: float, progress: bool) -> TrainResult:
+                 started: datetime, feature_seconds: float, progress: bool, teacher: RunTeacherTargets | None = None,
+                 teacher_cache_root: str | Path | None = None) -> TrainResult:
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -224,10 +265,15 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
     noise_bank = data.noise_bank
     if len(noise_bank) > MAX_NOISE_CLIPS:
         noise_bank = noise_bank[np.sort(rng.choice(len(noise_bank), MAX_NOISE_CLIPS, replace=False))]
-    train_clips = with_negatives(data.train, noise_bank, fraction=config.negative_fraction, seed=config.seed)
+    labelled_clips = data.train if teacher is None else LabelledClips.concatenate([data.train, teacher.unlabelled])
+    train_clips = with_negatives(labelled_clips, noise_bank, fraction=config.negative_fraction, seed=config.seed)
+    validation = data.validation
+    if teacher is not None:  # y = pack_targets(hard, teacher, labelled), for the distillation loss
+        train_clips = packed_training_clips(train_clips, targets=teacher, n_labelled=len(data.train))
+        validation = packed_validation_clips(validation, targets=teacher)
     train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
-    has_validation = len(data.validation) > 0
-    val_ds = make_eval_dataset(data.validation, batch_size=config.batch_size) if has_validation else None
+    has_validation = len(validation) > 0
+    val_ds = make_eval_dataset(validation, batch_size=config.batch_size) if has_validation else None
     steps_per_epoch = max(1, len(train_clips) // config.batch_size)
 
     with strategy.scope():
@@ -235,9 +281,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
                             norm_mean_db=mean_db, norm_std_db=std_db)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
                                                           alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-                      metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")])
+        loss, metric = _loss_and_metric(config)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[metric])
 
     monitor = "val_loss" if has_validation else "loss"
     callbacks = [
@@ -283,13 +328,16 @@ def _train_model(*, config: TrainConfig, data: TrainingData, data_dir: Path, run
                   "validation": len(data.validation),
                   "validation_rows": len(data.validation_rows), "test_rows": len(data.test_rows),
                   "noise_bank": int(len(noise_bank))},
-        "skipped_audio": data.skipped,
+        "skipped_audio": data.skipped + (teacher.skipped if teacher is not None else []),
+        "teacher": None if teacher is None else {**teacher.record, "clips": teacher.counts(),
+                                                 "augmented_views": "reuse the clean clip's teacher targets"},
         "missing_audio": data.missing_audio.to_dict() if data.missing_audio else None,
     }
     run_dir.write_run_info(run_info)
+    if teacher is not None:
+        run_dir.write_teacher(teacher.record)
 
-
-    metrics = evaluate_run(run_dir, model=model, data=data)
+    metrics = evaluate_run(run_dir, model=model, data=data, data_dir=data_dir, teacher_cache_root=teacher_cache_root)
     return TrainResult(run_dir=run_dir.root, metrics=metrics, epochs_run=len(history.history.get("loss", [])),
                        train_seconds=train_seconds, n_train_clips=len(data.train))
 
