@@ -292,37 +292,55 @@ def _primary_index(recordings: Sequence[Recording], species: Sequence[Species]) 
     return np.array([column[r.primary_label] for r in recordings], dtype=np.int64)
 
 
-def _train_and_export(config: TrainConfig, *, train_root: Path, work_dir: Path, name: str,
-                      progress: bool) -> tuple[Path, dict[str, Any]]:
-    """Train `config` on train_root (its species.csv as labels), export the run; (bundle dir, timings/counts)."""
+def _student(config: TrainConfig, *, split: HeldOutSplit, train_root: Path, work_dir: Path, name: str,
+             primary: np.ndarray, progress: bool) -> dict[str, Any]:
+    """Train `config` on train_root (its species.csv as labels), export the run, score split.test through the edge
+    runtime: {figures, training, edge, timings_s}."""
     config = dataclasses.replace(config, species_csv=str((train_root / "species.csv").resolve()))
     start = time.perf_counter()
-    result = train(config=config, data_dir=train_root, out_dir=work_dir / f"run-{name}", progress=progress)
+    trained = train(config=config, data_dir=train_root, out_dir=work_dir / f"run-{name}", progress=progress)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    exported = export_run(run_dir=result.run_dir, out_dir=work_dir / f"bundle-{name}")
+    bundle = work_dir / f"bundle-{name}"
+    exported = export_run(run_dir=trained.run_dir, out_dir=bundle)
     if not exported.ok:
-        raise RealAudioBenchError(f"export of {result.run_dir} failed:\n{exported.to_text()}")
-    return work_dir / f"bundle-{name}", {"train_s": round(train_s, 1), "export_s": round(time.perf_counter() - start, 1),
-                                          "epochs_run": result.epochs_run, "n_train_clips": result.n_train_clips,
-                                          "run_dir": str(result.run_dir)}
+        raise RealAudioBenchError(f"export of {trained.run_dir} failed:\n{exported.to_text()}")
+    export_s = time.perf_counter() - start
+    edge = edge_scores(bundle, [r.audio_path for r in split.test], codes=[s.ebird_code for s in split.species],
+                       work_dir=work_dir / f"edge-{name}")
+    return {
+        "figures": clip_figures(edge.scores, primary),
+        "training": {"epochs_run": trained.epochs_run, "train_clips": trained.n_train_clips,
+                     "run_dir": str(trained.run_dir), "bundle": str(bundle)},
+        "edge": {"n_windows": edge.n_windows, "n_detections": edge.n_detections, "files_failed": edge.files_failed,
+                 "threshold": EDGE_THRESHOLD, "top_n": 0, "scoring": "recording score = max over its 5-s windows "
+                 "of the edge runtime's confidence; a species not reported in a window counts 0 there"},
+        "timings_s": {"train_s": round(train_s, 1), "export_s": round(export_s, 1),
+                      "edge_s": round(edge.wall_seconds, 1)},
+    }
 
 
 def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher: TeacherConfig | None = None,
-                         work_dir: Path | None = None, min_recordings: int = MIN_RECORDINGS,
-                         test_fraction: float = TEST_FRACTION, progress: bool = True) -> dict[str, Any]:
+                         work_dir: Path | None = None, import_root: Path | None = None,
+                         min_recordings: int = MIN_RECORDINGS, test_fraction: float = TEST_FRACTION,
+                         progress: bool = True) -> dict[str, Any]:
     """The whole benchmark (module docstring); writes the JSON to `out` and returns it.
 
     work_dir: runs, bundles, the train root and the edge run's files (default: data/interim/real_audio_bench/<out
-    stem>). Keys: n_species, n_train, n_test, student {top1, macro_ap, padded_cmap, n_species_scored,
-    n_recordings}, baselines {chance_top1, prevalence_macro_ap, majority_top1}, teacher (when given) with
-    unmapped_species, edge {n_windows, n_detections, files_failed, threshold, top_n}, split, config, git_commit,
-    git_dirty, timings_s.
+    stem>). import_root: where a SOURCES.csv source is imported (default: data/interim/real_audio_import).
+
+    Keys: n_species, n_train, n_test, student {top1, macro_ap, padded_cmap, n_species_scored, n_recordings},
+    baselines {chance_top1, prevalence_macro_ap, majority_top1}, counts, student_training,
+    edge {n_windows, n_detections, files_failed, threshold, top_n}, split, config, git_commit, git_dirty, timings_s;
+    with a teacher also teacher {..., unmapped_species, files_failed} and student_distilled (the same config with
+    the teacher: birdlab.training.train's distillation) with student_distilled_training and student_distilled_edge.
+    A teacher with no output for some species is an error before the distilled student is trained (the teacher's
+    figures are computed first and the error lists the species).
     """
     started = time.perf_counter()
     work_dir = Path(work_dir) if work_dir is not None else paths.INTERIM_DIR / "real_audio_bench" / Path(out).stem
     work_dir.mkdir(parents=True, exist_ok=True)
-    root = resolve_dataset(Path(data), import_root=paths.INTERIM_DIR / "real_audio_import")
+    root = resolve_dataset(Path(data), import_root=import_root or paths.INTERIM_DIR / "real_audio_import")
     timings: dict[str, float] = {"import_s": round(time.perf_counter() - started, 1)}
     dataset = BirdCLEF2021(root)
     species_csv = root / "species.csv"
@@ -334,43 +352,47 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
         raise RealAudioBenchError(f"{root}: {len(split.species)} species with >= {min_recordings} recordings; "
                                   "the benchmark needs at least 2")
     train_root = write_train_root(split, dataset_root=root, dest=work_dir / "train_root")
-    bundle, student_info = _train_and_export(config, train_root=train_root, work_dir=work_dir, name="student",
-                                             progress=progress)
-    timings.update(train_s=student_info["train_s"], export_s=student_info["export_s"])
-    codes = [s.ebird_code for s in split.species]
-    test_files = [r.audio_path for r in split.test]
-    edge = edge_scores(bundle, test_files, codes=codes, work_dir=work_dir / "edge-student")
-    timings["edge_s"] = round(edge.wall_seconds, 1)
     primary = _primary_index(split.test, split.species)
+    student = _student(config, split=split, train_root=train_root, work_dir=work_dir, name="student", primary=primary,
+                       progress=progress)
     git = git_state()
     result: dict[str, Any] = {
         "n_species": len(split.species),
         "n_train": len(split.train),
         "n_test": len(split.test),
-        "student": clip_figures(edge.scores, primary),
+        "student": student["figures"],
         "baselines": baselines(primary, n_species=len(split.species)),
         "counts": {"recordings_in_dataset": len(recordings), "species_in_dataset": len(all_species),
                    "species_left_out": split.species_left_out, "min_recordings": min_recordings,
-                   "test_fraction": test_fraction, "epochs_run": student_info["epochs_run"],
-                   "train_clips": student_info["n_train_clips"]},
-        "edge": {"n_windows": edge.n_windows, "n_detections": edge.n_detections, "files_failed": edge.files_failed,
-                 "threshold": EDGE_THRESHOLD, "top_n": 0, "scoring": "recording score = max over its 5-s windows "
-                 "of the edge runtime's confidence; a species not reported in a window counts 0 there"},
+                   "test_fraction": test_fraction},
+        "student_training": student["training"],
+        "edge": student["edge"],
         "data": str(root.resolve()),
         "split_seed": [config.seed, SPLIT_SALT],
         "split": split.to_dict(),
         "config": config.to_dict(),
         "git_commit": git.commit,
         "git_dirty": git.dirty,
-        "run_dir": student_info["run_dir"],
-        "bundle": str(bundle),
     }
+    timings.update({f"student_{k}": v for k, v in student["timings_s"].items()})
     if teacher is not None:
         start = time.perf_counter()
-        scores, unmapped, failed = teacher_clip_scores(teacher, test_files, species=split.species)
+        scores, unmapped, failed = teacher_clip_scores(teacher, [r.audio_path for r in split.test],
+                                                       species=split.species)
         timings["teacher_s"] = round(time.perf_counter() - start, 1)
         result["teacher"] = {**clip_figures(scores, primary), "unmapped_species": unmapped, "files_failed": failed,
                              "model": Path(teacher.teacher_model).name}
+        if unmapped:
+            raise RealAudioBenchError(f"{len(unmapped)} species have no teacher output ({', '.join(unmapped)}): "
+                                      "the student cannot be distilled; give a teacher_label_map in the teacher "
+                                      "settings, or leave --teacher out")
+        distilled = _student(dataclasses.replace(config, teacher=teacher), split=split, train_root=train_root,
+                             work_dir=work_dir, name="student_distilled", primary=primary, progress=progress)
+        result["student_distilled"] = distilled["figures"]
+        result["student_distilled_training"] = {**distilled["training"], "teacher_weight": teacher.teacher_weight,
+                                                "teacher_temperature": teacher.teacher_temperature}
+        result["student_distilled_edge"] = distilled["edge"]
+        timings.update({f"student_distilled_{k}": v for k, v in distilled["timings_s"].items()})
     timings["total_s"] = round(time.perf_counter() - started, 1)
     result["timings_s"] = timings
     out = Path(out)
@@ -388,5 +410,7 @@ def describe(result: dict[str, Any]) -> str:
             f"({result['edge']['n_windows']} windows)")
     if "teacher" in result:
         t = result["teacher"]
-        text += f"; teacher macro AP {t['macro_ap']:.3f}, top-1 {t['top1']:.3f}"
+        d = result["student_distilled"]
+        text += (f"; teacher macro AP {t['macro_ap']:.3f}, top-1 {t['top1']:.3f}; student distilled from it "
+                 f"macro AP {d['macro_ap']:.3f}, top-1 {d['top1']:.3f}")
     return text + f"; {result['timings_s']['total_s']:.0f} s"

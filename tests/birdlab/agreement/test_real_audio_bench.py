@@ -129,7 +129,7 @@ def test_the_bench_scores_held_out_recordings_through_the_edge_runtime(bench_dat
     out = tmp_path / "bench.json"
     config = dataclasses.replace(tiny(), seed=SEED)
     result = run_real_audio_bench(data=bench_data, out=out, config=config, work_dir=tmp_path / "work",
-                                  progress=False)
+                                  import_root=tmp_path / "import", progress=False)
     assert json.loads(out.read_text()) == result
     n_species = result["n_species"]
     assert n_species >= 3
@@ -144,7 +144,7 @@ def test_the_bench_scores_held_out_recordings_through_the_edge_runtime(bench_dat
     assert result["baselines"]["chance_top1"] == pytest.approx(1 / n_species)
     assert result["baselines"]["prevalence_macro_ap"] == pytest.approx(1 / n_species)
     assert result["config"]["seed"] == SEED and result["config"]["name"] == "tiny"
-    assert {"train_s", "export_s", "edge_s", "total_s"} <= set(result["timings_s"])
+    assert {"student_train_s", "student_export_s", "student_edge_s", "total_s"} <= set(result["timings_s"])
     # The edge runtime saw every window of every held-out file and reported every species in each one.
     root = BirdCLEF2021(result["data"])
     by_key = {f"{r.primary_label}/{r.filename}": r for r in root.recordings()}
@@ -166,3 +166,31 @@ def test_the_cli_names_a_folder_that_is_no_dataset(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert str(tmp_path) in proc.stderr and "data import" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_with_a_teacher_the_bench_scores_it_and_a_distilled_student(synthetic_quick, tmp_path):
+    """The tiny RFFT2D teacher that knows the synthetic voices (birdlab.teacher.tiny) on the quick dataset: its
+    figures on the same held-out recordings, and a second student trained with it."""
+    from birdlab.data.synth import SynthConfig
+    from birdlab.teacher.config import TeacherConfig
+    from birdlab.teacher.tiny import synth_teacher
+
+    codes = {r.primary_label for r in BirdCLEF2021(synthetic_quick).recordings()}
+    species = [s for s in load_species() if s.ebird_code in codes]
+    tiny_teacher = synth_teacher(tmp_path / "teacher", species=species, seed=SynthConfig.quick().seed)
+    teacher = TeacherConfig(teacher_model=str(tiny_teacher.model_path), teacher_labels=str(tiny_teacher.labels_path),
+                            teacher_sample_rate_hz=tiny_teacher.sample_rate_hz, teacher_weight=0.5)
+    result = run_real_audio_bench(data=synthetic_quick, out=tmp_path / "bench.json",
+                                  config=dataclasses.replace(tiny(), seed=SEED), teacher=teacher,
+                                  work_dir=tmp_path / "work", progress=False)
+    for key in ("teacher", "student", "student_distilled"):
+        assert result[key]["n_recordings"] == result["n_test"] == len(species), key
+        assert result[key]["n_species_scored"] == len(species), key
+        assert 0.0 < result[key]["macro_ap"] <= 1.0, key
+    assert result["teacher"]["unmapped_species"] == [] and result["teacher"]["files_failed"] == 0
+    assert result["teacher"]["macro_ap"] > result["baselines"]["prevalence_macro_ap"], "the teacher knows the voices"
+    assert result["student_distilled_training"]["teacher_weight"] == 0.5
+    assert result["student_distilled_edge"]["n_windows"] == result["edge"]["n_windows"]
+    config = json.loads((Path(result["student_distilled_training"]["run_dir"]) / "config.json").read_text())
+    assert config["teacher"]["teacher_model"] == str(tiny_teacher.model_path)
