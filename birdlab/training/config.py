@@ -146,15 +146,16 @@ def tiny() -> TrainConfig:
 
 
 def real_audio() -> TrainConfig:
-    """Few real recordings per species (xeno-canto-like calls and songs, 5-60 s): see bench/README.md for what
-    each change did to the real-audio benchmark.
+    """Few real recordings per species (xeno-canto calls and songs, 5-60 s, 1-6 per species), trained within a
+    20-minute budget on 2 CPU cores (so, like demo, reproducible only on an equally fast machine).
 
-    Against birdclef2021_brittany: twice the crops per recording, drawn where the recording is loud (energy ** 2:
-    the calls, not the gaps between them, in recordings of 5-60 s where a call fills little of the file), a
-    shorter schedule that fits a 20-minute budget on 2 CPU cores (so a run is reproducible only on an equally
-    fast machine, as for the demo preset)."""
+    Against birdclef2021_brittany (figures of `bench real-audio` in bench/README.md): twice the crops per
+    recording, drawn where the recording is loud (energy ** 2: the calls rather than the gaps of a long
+    recording), and a schedule for a compute-bound run: batches of 32 (twice the updates per epoch) at twice the
+    peak learning rate, 24 epochs of cosine decay."""
     return dataclasses.replace(TrainConfig(), name="real_audio", crops_per_recording=8, crop_energy_exponent=2.0,
-                               epochs=24, early_stopping_patience=6, max_train_seconds=1200.0)
+                               batch_size=32, learning_rate=4e-3, epochs=24, early_stopping_patience=6,
+                               max_train_seconds=1200.0)
 
 
 PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "real_audio": real_audio, "tiny": tiny}

@@ -194,3 +194,14 @@ def test_with_a_teacher_the_bench_scores_it_and_a_distilled_student(synthetic_qu
     assert result["student_distilled_edge"]["n_windows"] == result["edge"]["n_windows"]
     config = json.loads((Path(result["student_distilled_training"]["run_dir"]) / "config.json").read_text())
     assert config["teacher"]["teacher_model"] == str(tiny_teacher.model_path)
+
+
+def test_the_real_audio_preset_changes_only_crops_and_schedule():
+    from birdlab.training.config import TrainConfig, birdclef2021_brittany, load_config
+
+    assert birdclef2021_brittany() == TrainConfig(), "the other presets keep their behaviour"
+    real, base = load_config("real_audio"), birdclef2021_brittany()
+    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(real, f.name) != getattr(base, f.name)}
+    assert changed == {"name", "crops_per_recording", "crop_energy_exponent", "batch_size", "learning_rate",
+                       "epochs", "max_train_seconds"}
+    assert (real.model, real.augment) == (base.model, base.augment)
