@@ -246,6 +246,45 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
     m.set_defaults(handler=run_melspec)
 
+    r = bench_sub.add_parser("real-audio", help="train on real recordings, export, score held-out ones through "
+                                                "`python -m edge_runtime run` (clip macro AP, top-1, baselines)")
+    r.add_argument("--data", type=Path, required=True,
+                   help="BirdCLEF 2021 dataset root, or a folder with SOURCES.csv (imported first, e.g. "
+                        "../shared/real-audio/species)")
+    r.add_argument("--out", type=Path, required=True, help="JSON file to write (e.g. bench/results/real_audio.json)")
+    r.add_argument("--config", default="real_audio", help="training preset or .json/.toml file (default real_audio)")
+    r.add_argument("--teacher", default=None, metavar="birdnet|PATH.json",
+                   help="also score the teacher on the held-out recordings: 'birdnet' (fetched BirdNET v2.4) or a "
+                        "JSON file of teacher settings (teacher_model, teacher_labels, ...)")
+    r.add_argument("--min-recordings", type=int, default=3, help="species with fewer recordings are left out")
+    r.add_argument("--work", type=Path, default=None,
+                   help="runs, bundles and edge files (default: data/interim/real_audio_bench/<out stem>)")
+
+    def run_real_audio(args: argparse.Namespace) -> int:
+        import json
+
+        from birdlab.agreement.real_audio_bench import describe, run_real_audio_bench
+        from birdlab.teacher.birdnet import fetch_birdnet
+        from birdlab.teacher.config import TeacherConfig
+        from birdlab.training.config import load_config
+
+        teacher = None
+        if args.teacher == "birdnet":
+            teacher = TeacherConfig.from_dict(fetch_birdnet().teacher_settings())
+        elif args.teacher:
+            path = Path(args.teacher)
+            try:
+                teacher = TeacherConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise UserError(f"{path}: cannot read teacher settings ({exc})") from None
+        result = run_real_audio_bench(data=args.data, out=args.out, config=load_config(args.config), teacher=teacher,
+                                      work_dir=args.work, min_recordings=args.min_recordings)
+        print(describe(result))
+        print(f"wrote {args.out}")
+        return 0
+
+    r.set_defaults(handler=run_real_audio)
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a classifier on a BirdCLEF 2021 directory into runs/NAME")

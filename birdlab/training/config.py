@@ -151,7 +151,20 @@ def tiny() -> TrainConfig:
                                epochs=2, batch_size=8, synthetic_noise_clips=2, feature_workers=1)
 
 
-PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "tiny": tiny}
+def real_audio() -> TrainConfig:
+    """Few real recordings per species (xeno-canto calls and songs, 5-60 s, 1-6 per species), trained within a
+    20-minute budget on 2 CPU cores (so, like demo, reproducible only on an equally fast machine).
+
+    Against birdclef2021_brittany (figures of `bench real-audio` in bench/README.md): twice the crops per
+    recording, drawn where the recording is loud (energy ** 2: the calls rather than the gaps of a long
+    recording), and a schedule for a compute-bound run: batches of 32 (twice the updates per epoch) at twice the
+    peak learning rate, 24 epochs of cosine decay."""
+    return dataclasses.replace(TrainConfig(), name="real_audio", crops_per_recording=8, crop_energy_exponent=2.0,
+                               batch_size=32, learning_rate=4e-3, epochs=24, early_stopping_patience=6,
+                               max_train_seconds=1200.0)
+
+
+PRESETS = {"birdclef2021_brittany": birdclef2021_brittany, "demo": demo, "real_audio": real_audio, "tiny": tiny}
 
 
 TEACHER_KEYS = tuple(f.name for f in dataclasses.fields(TeacherConfig))
