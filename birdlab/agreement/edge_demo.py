@@ -91,9 +91,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def received_detections(url: str) -> list[dict[str, Any]]:
-    """Everything the receiver at `url` stored (GET /detections)."""
-    with urllib.request.urlopen(f"{url}/detections", timeout=30) as response:
-        return json.load(response)["detections"]
+    """Everything the receiver at `url` stored (GET /detections, page by page: it answers at most a page)."""
+    detections: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        with urllib.request.urlopen(f"{url}/detections?offset={offset}", timeout=30) as response:
+            page = json.load(response)
+        detections += page["detections"]
+        offset = page.get("next_offset")
+    return detections
 
 
 def run_edge_demo(*, bundle_dir: Path, run_dir: Path, audio_paths: Sequence[Path], work_dir: Path) -> EdgeDemoResult:
