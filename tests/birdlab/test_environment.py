@@ -49,3 +49,21 @@ def test_extras_nest_as_documented():
     names = {re.split(r"[<>=!~ ]", r)[0] for r in extras["edge"]}
     assert {"numpy", "wasmtime", "ai-edge-litert"} <= names
     assert not names & {"tensorflow", "tensorflow-cpu", "librosa", "pandas"}
+
+
+def test_constraints_pin_every_requirement_of_the_extras():
+    """constraints.txt (the lock of the lab environment) pins each extra's requirement at a version it allows."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (paths.REPO_ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    for text in _pyproject_requirements():
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt; refresh it (see its header)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {requirement.name}=={pins[name]}, outside {requirement.specifier}")
