@@ -31,15 +31,16 @@ CMAP_PADDING_ROWS = 5
 """Rows of all-ones truth and predictions BirdCLEF 2022+ adds before its macro AP (padded cmAP)."""
 
 
-def row_f1(true_labels: Iterable[str], predicted_labels: Iterable[str]) -> float:
+def row_f1(true_labels: Iterable[Hashable], predicted_labels: Iterable[Hashable]) -> float:
     """F1 of one row: 2 |P & T| / (|P| + |T|); an empty set stands for {'nocall'}."""
     true_set = set(true_labels) or {NOCALL}
     predicted_set = set(predicted_labels) or {NOCALL}
     return 2.0 * len(true_set & predicted_set) / (len(true_set) + len(predicted_set))
 
 
-def row_wise_micro_f1(true_rows: Sequence[Iterable[str]], predicted_rows: Sequence[Iterable[str]]) -> float:
-    """BirdCLEF 2021's score: the mean of row_f1 over rows (label sets of codes; empty = nocall)."""
+def row_wise_micro_f1(true_rows: Sequence[Iterable[Hashable]], predicted_rows: Sequence[Iterable[Hashable]]
+                      ) -> float:
+    """BirdCLEF 2021's score: the mean of row_f1 over rows (label sets of codes or column indices; empty = nocall)."""
     if len(true_rows) != len(predicted_rows):
         raise ValueError(f"{len(true_rows)} true rows but {len(predicted_rows)} predicted rows")
     if not true_rows:
@@ -105,6 +106,13 @@ def average_precision(targets: np.ndarray, scores: np.ndarray) -> float | np.nda
     return _binary_average_precision(targets, scores)
 
 
+def _per_class_average_precision(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """average_precision of 2-D input (n, n_classes): float64, shape (n_classes,)."""
+    per_class = average_precision(targets, scores)
+    assert isinstance(per_class, np.ndarray)  # 2-D input gives one AP per column
+    return per_class
+
+
 def _binary_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
     """AP of one class; targets bool, scores float64, both shape (n,)."""
     n_positive = int(targets.sum())
@@ -139,7 +147,7 @@ def macro_average_precision(targets: np.ndarray, scores: np.ndarray) -> MacroAve
     Classes without a positive are skipped and counted (scikit-learn's average='macro' would
     count them as AP 0 instead). targets, scores: shape (n, n_classes).
     """
-    per_class = average_precision(_as_2d(targets, "targets"), _as_2d(scores, "scores"))
+    per_class = _per_class_average_precision(_as_2d(targets, "targets"), _as_2d(scores, "scores"))
     defined = per_class[np.isfinite(per_class)]
     return MacroAveragePrecision(value=float(defined.mean()) if defined.size else None, n_scored=int(defined.size),
                                  n_skipped=int(per_class.size - defined.size))
@@ -195,8 +203,9 @@ def clip_scores(window_scores: np.ndarray, recording_of_window: Sequence[Hashabl
     return list(index), out
 
 
-def nocall_baseline_row_f1(rows: Sequence[Iterable[str]]) -> float:
-    """BirdCLEF 2021's row-wise micro F1 of predicting 'nocall' for every row (label sets; empty = nocall)."""
+def nocall_baseline_row_f1(rows: Sequence[Iterable[Hashable]]) -> float:
+    """BirdCLEF 2021's row-wise micro F1 of predicting 'nocall' for every row (label sets of codes or column
+    indices; empty = nocall)."""
     return row_wise_micro_f1(rows, [()] * len(rows))
 
 
@@ -234,7 +243,7 @@ def per_class_figures(targets: np.ndarray, probabilities: np.ndarray, *, thresho
         fn = int((true[:, j] & ~pred[:, j]).sum())
         out[code] = {
             "support": int(true[:, j].sum()),
-            "ap": _finite_or_none(average_precision(true[:, j], probabilities[:, j])),
+            "ap": _finite_or_none(float(average_precision(true[:, j], probabilities[:, j]))),
             "auroc": _finite_or_none(auroc(true[:, j], probabilities[:, j])),
             "precision": tp / (tp + fp) if tp + fp else None,
             "recall": tp / (tp + fn) if tp + fn else None,
@@ -367,7 +376,7 @@ def clip_summary(targets: np.ndarray, scores: np.ndarray, *, primary_index: np.n
     if len(codes) != true.shape[1]:
         raise ValueError(f"{len(codes)} codes for {true.shape[1]} columns")
     predicted = scores >= threshold
-    ap = average_precision(true, scores)
+    ap = _per_class_average_precision(true, scores)
     per_class: dict[str, dict[str, float | int | None]] = {}
     for j, code in enumerate(codes):
         tp, n_positive, n_predicted = int((true[:, j] & predicted[:, j]).sum()), int(true[:, j].sum()), int(

@@ -15,6 +15,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -36,6 +37,14 @@ class AudioError(EdgeRuntimeError):
         self.reason = reason
 
 
+class ByteSlices(Protocol):
+    """What parse_wav_header reads: bytes, or any object with a len() that slices like bytes."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class WavInfo:
     """What a RIFF/WAVE header declares."""
@@ -48,7 +57,7 @@ class WavInfo:
     data_bytes: int
 
 
-def parse_wav_header(path: Path, blob: bytes) -> WavInfo:
+def parse_wav_header(path: Path, blob: ByteSlices) -> WavInfo:
     """Read a RIFF/WAVE header from `blob` (bytes, or any object sliced like bytes with a len()).
 
     Raises AudioError naming `path` for a non-WAV, unsupported encoding or truncated file.

@@ -205,7 +205,7 @@ def read_labels(path: Path) -> tuple[Label, ...]:
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != LABEL_COLUMNS:
         raise BundleError(f"{path}: header must be {','.join(LABEL_COLUMNS)}, got {reader.fieldnames}")
-    labels = []
+    labels: list[Label] = []
     for row_number, row in enumerate(reader, start=2):
         try:
             index = int(row["index"])

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.settings import (
@@ -56,14 +57,15 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str] | None =
         default = getattr(defaults, f.name)
         shown = "none" if default in (None, "", ()) else default
         help_text = f"{f.metadata['help']} [${ENV_PREFIX}{f.name.upper()}; default: {shown}]".replace("%", "%%")
-        kwargs = {"dest": f.name, "default": None, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if f.metadata.get("metavar"):
             kwargs["metavar"] = f.metadata["metavar"]
         if kind in ("list", "thresholds"):
             kwargs["action"] = "append"
         group.add_argument(flag_name(f), **kwargs)
-        if old_flag_name(f):
-            group.add_argument(old_flag_name(f), **{**kwargs, "help": argparse.SUPPRESS})
+        old_flag = old_flag_name(f)
+        if old_flag:
+            group.add_argument(old_flag, **{**kwargs, "help": argparse.SUPPRESS})
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -93,8 +95,9 @@ def run_argv(*, bundle: str | Path, sources: Sequence[str], python: str = sys.ex
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r}; known settings are {sorted(by_name)}")
     given = {k: v for k, v in settings.items() if v is not None}
-    if isinstance(given.get("species_thresholds"), Mapping):
-        given["species_thresholds"] = [f"{code}={value}" for code, value in given["species_thresholds"].items()]
+    thresholds = given.get("species_thresholds")
+    if isinstance(thresholds, Mapping):
+        given["species_thresholds"] = [f"{code}={value}" for code, value in thresholds.items()]
     load_settings(flags={"bundle": str(bundle), "sources": list(sources), **given})  # refuse what run would refuse
     argv = [python, "-m", "edge_runtime", "run", "--bundle", str(bundle)]
     for source in sources:

@@ -65,7 +65,7 @@ class DetectionPolicy:
         hits = np.flatnonzero(probabilities >= self.thresholds(labels))
         picks = [
             (labels[i], float(probabilities[i]))
-            for i in hits
+            for i in map(int, hits)
             if (not self.include or labels[i].ebird_code in self.include) and labels[i].ebird_code not in self.exclude
         ]
         picks.sort(key=lambda pick: (-pick[1], pick[0].index))

@@ -169,9 +169,10 @@ def _parse_utc(name: str, value: Any) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise DetectionError(f"{name}: {value!r} is not ISO 8601 (e.g. '2026-05-01T05:30:00Z')") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    offset = moment.utcoffset()
+    if moment.tzinfo is None or offset is None:
         raise DetectionError(f"{name}: {value!r} has no time zone; append 'Z' (UTC)")
-    if moment.utcoffset().total_seconds() != 0:
+    if offset.total_seconds() != 0:
         raise DetectionError(f"{name}: {value!r} is not UTC; convert it and append 'Z'")
     return moment
 

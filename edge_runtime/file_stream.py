@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -175,7 +176,7 @@ def ogg_ends_cleanly(path: Path) -> bool:
     return False
 
 
-def _soundfile_stream(path: Path, soundfile: object, *, sample_rate_hz: int, block_seconds: float) -> AudioStream:
+def _soundfile_stream(path: Path, soundfile: ModuleType, *, sample_rate_hz: int, block_seconds: float) -> AudioStream:
     try:
         f = soundfile.SoundFile(str(path))
     except (RuntimeError, soundfile.LibsndfileError, OSError, ValueError) as exc:

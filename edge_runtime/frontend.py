@@ -140,7 +140,8 @@ class MelFrontend:
         self.fuel = fuel
         self.module_cache_hit = cache_hit
         """True when the compiled module came from the disk cache (no compilation)."""
-        self._store = wasmtime.Store(engine)
+        self._store: wasmtime.Store | None = wasmtime.Store(engine)
+        """None once closed."""
         self._store.set_limits(memory_size=memory_limit_bytes)
         self._deadline_ticks = None if timeout_s is None else max(1, math.ceil(timeout_s / EPOCH_TICK_S))
         self._ticker = None
@@ -158,8 +159,9 @@ class MelFrontend:
     def _start(self, module: wasmtime.Module) -> None:
         """Instantiate, run the reactor's _initialize, check the ABI and create the handle for self.spec."""
         wasm_path = self.wasm_path
-        instance = self._guarded(lambda: wasmtime.Instance(self._store, module, []), what="instantiate")
-        exports = instance.exports(self._store)
+        store = self._open_store()
+        instance = self._guarded(lambda: wasmtime.Instance(store, module, []), what="instantiate")
+        exports = instance.exports(store)
         self._memory: wasmtime.Memory = exports["memory"]
         self._fn = {name: exports[name] for name in _REQUIRED_EXPORTS if name != "memory"}
         for optional in ("melspec_fft_buffer", "melspec_fft_forward"):
@@ -252,10 +254,11 @@ class MelFrontend:
 
     # -- calls into the module -----------------------------------------------------------------
     def _guarded(self, call, *, what: str):
+        store = self._open_store()
         if self._deadline_ticks is not None:
-            self._store.set_epoch_deadline(self._deadline_ticks)
+            store.set_epoch_deadline(self._deadline_ticks)
         if self.fuel is not None:
-            self._store.set_fuel(self.fuel)
+            store.set_fuel(self.fuel)
         try:
             return call()
         except wasmtime.Trap as exc:
@@ -273,20 +276,23 @@ class MelFrontend:
 
     def _call(self, name: str, *args):
         func = self._fn[name]
-        return self._guarded(lambda: func(self._store, *args), what=name)
+        store = self._open_store()
+        return self._guarded(lambda: func(store, *args), what=name)
 
     def _memory_view(self, ptr: int, count: int, ctype) -> np.ndarray:
         """Zero-copy numpy view of `count` items of `ctype` at wasm address `ptr`."""
         size = ctypes.sizeof(ctype) * count
-        if ptr <= 0 or ptr + size > self._memory.data_len(self._store):
+        store = self._open_store()
+        if ptr <= 0 or ptr + size > self._memory.data_len(store):
             raise FrontendError(f"{self.wasm_path}: pointer {ptr} (+{size} bytes) lies outside linear memory")
-        base = ctypes.addressof(self._memory.data_ptr(self._store).contents)
+        base = ctypes.addressof(self._memory.data_ptr(store).contents)
         return np.ctypeslib.as_array((ctype * count).from_address(base + ptr))
 
     def last_error(self) -> str:
         """The module's last error message (melspec_last_error)."""
         ptr = int(self._call("melspec_last_error")) & 0xFFFFFFFF
-        raw = self._memory.read(self._store, ptr, min(ptr + 512, self._memory.data_len(self._store)))
+        store = self._open_store()
+        raw = self._memory.read(store, ptr, min(ptr + 512, self._memory.data_len(store)))
         return bytes(raw).split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
     # -- public API --------------------------------------------------------------------------
@@ -340,8 +346,13 @@ class MelFrontend:
         return out.view(np.complex128).copy()
 
     def _check_open(self) -> None:
+        self._open_store()
+
+    def _open_store(self) -> wasmtime.Store:
+        """The module's store; FrontendError once this MelFrontend is closed."""
         if self._store is None:
             raise FrontendError(f"{self.wasm_path}: this MelFrontend is closed")
+        return self._store
 
     def close(self) -> None:
         """Free the module instance; the object is unusable afterwards."""
@@ -372,7 +383,7 @@ def _read_verified(cached: Path, record: Path, *, key: str) -> bytes | None:
     return data
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_durably(path: Path, data: bytes | bytearray) -> None:
     """Write data to a temporary file, fsync it, then rename it to path."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{time.monotonic_ns()}")
     try:

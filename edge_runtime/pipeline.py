@@ -105,7 +105,7 @@ class _ItemDone:
 @dataclass(frozen=True)
 class _SourceDone:
     spec: SourceSpec
-    error: Exception | None
+    error: BaseException | None
 
 
 def _put(events: queue.Queue, event: Any, stop: threading.Event) -> bool:

@@ -230,6 +230,7 @@ class ReceiverServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # a TCP server's address is (host, port, ...), never an AF_UNIX path
         return f"{self.scheme}://{host}:{port}"
 
     def next_post_fails(self) -> bool:

@@ -14,9 +14,11 @@ import logging
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from types import FrameType
+from typing import Any, BinaryIO, TypeAlias
 
 from edge_runtime.bundle import BundleError, open_bundle
 from edge_runtime.check import check_bundle
@@ -50,16 +52,20 @@ def delivery_settings(settings: EdgeSettings) -> DeliverySettings:
     return settings.delivery
 
 
+_SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What signal.signal takes and returns: a function, SIG_DFL/SIG_IGN, or None (installed outside Python)."""
+
+
 @dataclass
 class _Signals:
     """SIGTERM/SIGINT set `stop`; the previous handlers come back on restore()."""
 
     stop: threading.Event
-    previous: dict[int, object]
+    previous: dict[int, _SignalHandler]
 
     @classmethod
     def install(cls, stop: threading.Event) -> _Signals:
-        previous = {}
+        previous: dict[int, _SignalHandler] = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, lambda n, _f: cls._on_signal(stop, n))

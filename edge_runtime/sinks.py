@@ -35,6 +35,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import Message
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Protocol
@@ -359,6 +360,7 @@ class HttpSink:
             raise TransientSendError(
                 f"{self.name}: HTTP {status} but not the receiver's answer {expected} (got {text or 'no body'!r}); "
                 "is the sink URL the receiver's (wrong service?)")
+        assert isinstance(stored, int) and isinstance(duplicates, int)  # checked just above
         if stored + duplicates != batch_size:
             raise TransientSendError(
                 f"{self.name}: HTTP {status} answered for {stored + duplicates} of {batch_size} detections "
@@ -370,7 +372,7 @@ class HttpSink:
             raise TransientSendError(f"{self.name}: no answer within {watchdog.budget_s:g} s "
                                      "(timeout: a slow or trickling receiver is cut off)")
 
-    def _raise_for_status(self, status: int, text: str, headers: Mapping[str, str]) -> None:
+    def _raise_for_status(self, status: int, text: str, headers: Mapping[str, str] | Message) -> None:
         if self._token:  # a receiver that echoes the request must not put the token into logs and dead letters
             text = text.replace(self._token, "<token>")
         detail = f" ({text.strip()})" if text.strip() else ""

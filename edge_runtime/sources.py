@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -193,7 +193,7 @@ def _repair_nonfinite(chunk: np.ndarray, *, repairs: SampleRepairs, name: str, c
     return np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def pcm_chunks(stream: BinaryIO, *, rate_hz: int, sample_format: str, channels: int, out_rate_hz: int,
+def pcm_chunks(stream: IO[bytes], *, rate_hz: int, sample_format: str, channels: int, out_rate_hz: int,
                stop: threading.Event, repairs: SampleRepairs | None = None,
                name: str = "stdin") -> Iterator[np.ndarray]:
     """Raw PCM from a byte stream -> mono float32 chunks at out_rate_hz, until EOF or `stop`.
@@ -262,6 +262,7 @@ def mic_item(*, device: str, program: str, rate_hz: int, out_rate_hz: int, stop:
             raise SourceError(
                 f"mic: cannot start {command[0]!r} ({exc.strerror}); install alsa-utils or set mic_command"
             ) from None
+        assert process.stdout is not None  # stdout=PIPE
         try:
             yield from pcm_chunks(process.stdout, rate_hz=rate_hz, sample_format="S16_LE", channels=1,
                                   out_rate_hz=out_rate_hz, stop=stop)

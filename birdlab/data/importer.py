@@ -240,7 +240,8 @@ def read_source_csv(csv_path: Path, *, resolver: SpeciesResolver, columns: dict[
 
 def read_source_folder(folder: Path, *, resolver: SpeciesResolver) -> tuple[list[SourceRecording], list[dict[str, str]]]:
     """(recordings, failed files) of `<folder>/<label>/<file>` (audio files only, sorted)."""
-    recordings, failed = [], []
+    recordings: list[SourceRecording] = []
+    failed: list[dict[str, str]] = []
     for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = sorted(p for p in label_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         try:

@@ -191,10 +191,11 @@ def iter_listing(client: KaggleClient, *, competition: str, page_size: int = LIS
     token: str | None = None
     seen_tokens: set[str] = set()
     for number in range(1, MAX_LIST_PAGES + 1):
-        page = with_retries(
-            lambda token=token: call_kaggle(client.list_files, competition=competition, page_token=token,
-                                            page_size=page_size),
-            policy=retry, what=f"listing page {number} of {competition}", log=log or _ignore)
+        def list_page(token: str | None = token) -> FilePage:
+            return call_kaggle(client.list_files, competition=competition, page_token=token, page_size=page_size)
+
+        page = with_retries(list_page, policy=retry, what=f"listing page {number} of {competition}",
+                            log=log or _ignore)
         yield from page.files
         token = page.next_page_token or None
         if token is None or token in seen_tokens:
@@ -241,8 +242,11 @@ def retry_after_s(exc: BaseException) -> float | None:
     """A numeric Retry-After header of the error's HTTP response, in seconds (None when absent)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return float(headers.get("Retry-After"))
+        return float(value)
     except (TypeError, ValueError):
         return None
 

@@ -67,7 +67,7 @@ class TeacherConfig:
              and math.isfinite(self.teacher_temperature), "teacher_temperature", "must be a finite number > 0")
         need(isinstance(self.teacher_sample_rate_hz, int) and not isinstance(self.teacher_sample_rate_hz, bool)
              and self.teacher_sample_rate_hz > 0, "teacher_sample_rate_hz", "must be a positive integer (Hz)")
-        need(self.teacher_label_map is None or (isinstance(self.teacher_label_map, str) and self.teacher_label_map),
+        need(self.teacher_label_map is None or (isinstance(self.teacher_label_map, str) and self.teacher_label_map != ""),
              "teacher_label_map", "must be the path of a CSV file or null")
         need(isinstance(self.unlabeled_dirs, tuple) and all(isinstance(d, str) and d for d in self.unlabeled_dirs),
              "unlabeled_dirs", "must be a list of folder paths")

@@ -138,9 +138,9 @@ def teacher_indices(species: Sequence[Species], *, teacher_labels: Sequence[str]
     indices = np.zeros(len(species), dtype=np.int64)
     unmapped: list[str] = []
     for i, sp in enumerate(species):
-        override = overrides.get(sp.ebird_code.casefold()) or overrides.get(normalise_name(sp.scientific_name))
-        if override is not None:
-            target = normalise_name(override.teacher_label)
+        chosen = overrides.get(sp.ebird_code.casefold()) or overrides.get(normalise_name(sp.scientific_name))
+        if chosen is not None:
+            target = normalise_name(chosen.teacher_label)
             indices[i] = by_label[target] if target in by_label else by_name[target]
             continue
         name = normalise_name(sp.scientific_name)

@@ -30,8 +30,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from birdlab import paths
 from birdlab.data.species import Species
@@ -162,12 +164,14 @@ class TeacherTargetCache:
                     duration_s=duration_s)
         return TeacherTargets(job.path, probabilities, starts_s, duration_s)
 
-    def _store(self, entry: Path, **arrays: object) -> None:
+    def _store(self, entry: Path, **arrays: npt.ArrayLike) -> None:
+        # np.savez's stubs read every **kwarg as a possible allow_pickle: bool; our names never are
+        named_arrays: dict[str, Any] = arrays
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp.npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **named_arrays)
             os.replace(tmp, entry)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
