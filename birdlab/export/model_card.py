@@ -90,7 +90,8 @@ def render_model_card(*, run: Any, fields: dict[str, Any], audit: Any, equivalen
     spec = run.spec
     metrics = fields.get("metrics", {})
     parity = fields.get("parity", {})
-    data = ", ".join(map(str, run.run_dir.read_data_dirs())) or "see the run's run_info.json"
+    roots = run.run_info.get("data_dirs") or ([run.run_info["data_dir"]] if run.run_info.get("data_dir") else [])
+    data = ", ".join(map(str, roots)) or "see the run's run_info.json"
     lines = [
         f"# Model card: {fields['model_id']}",
         "",

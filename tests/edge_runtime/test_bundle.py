@@ -105,7 +105,7 @@ def test_write_manifest_needs_fields_and_files(container_bundle: Path, tmp_path:
     bundle_dir = copy_bundle(container_bundle, tmp_path / "b")
     with pytest.raises(BundleError, match=r"missing field\(s\) \['run_id'\]"):
         write_manifest(bundle_dir, model_id="m", variant="f32", threshold=0.5)
-    with pytest.raises(BundleError, match="threshold must be in"):
+    with pytest.raises(BundleError, match="threshold must be a number in"):
         write_manifest(bundle_dir, model_id="m", run_id="r", variant="f32", threshold=0.0)
     (bundle_dir / "labels.csv").unlink()
     with pytest.raises(BundleError, match="labels.csv is missing"):

@@ -72,7 +72,7 @@ def elf_section(data: bytes, wanted: str) -> tuple[int, int]:
 
 
 def test_a_damaged_compiled_module_is_recompiled_never_a_crash(tmp_path):
-    from birdlab.wasm import build_wasm
+    from birdlab.frontend.wasm import build_wasm
 
     wasm = build_wasm()
     cache = tmp_path / "cache"

@@ -76,7 +76,7 @@ def test_settings_precedence_toml_env_flags(tmp_path: Path) -> None:
 def test_settings_errors_name_the_field_and_origin(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"setting top_n from \$EDGE_RUNTIME_TOP_N: not a valid int"):
         load_settings(environ={"EDGE_RUNTIME_TOP_N": "many"})
-    with pytest.raises(SettingsError, match=r"setting threshold: must be in \(0, 1\) \(got 1.5\)"):
+    with pytest.raises(SettingsError, match=r"setting threshold: must be a number in \(0, 1\), got 1.5"):
         load_settings(flags={"threshold": "1.5"})
     config = tmp_path / "bad.toml"
     config.write_text("thresold = 0.3\n")
