@@ -53,7 +53,9 @@ def test_parity_cli_writes_json_and_report(audio_dir: Path, tmp_path: Path) -> N
     for entry in report["files"]:
         assert set(entry) == FILE_KEYS
         assert 0 <= entry["max_abs_db_error"] <= MEL_DB_ATOL
-        assert entry["mean_abs_db_error"] <= entry["p99_abs_db_error"] <= entry["max_abs_db_error"]
+        # mean and p99 are each at most the max; the mean may exceed p99 when over 99 % of cells are bit-identical
+        assert entry["mean_abs_db_error"] <= entry["max_abs_db_error"]
+        assert entry["p99_abs_db_error"] <= entry["max_abs_db_error"]
         assert 0.0 <= entry["fraction_bit_identical"] <= 1.0
     assert {f["frames"] for f in report["files"]} == {101, 51}
     summary = report["summary"]
