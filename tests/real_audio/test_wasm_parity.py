@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from birdlab.frontend.parity import MEL_DB_ATOL, PARITY_JSON, run_parity
+from birdlab.frontend.parity import MEL_DB_ATOL, PARITY_JSON
+from birdlab.frontend.parity_run import run_parity
 
 SEED = 2021
 SPECIES_SAMPLE = 60
