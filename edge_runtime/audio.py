@@ -111,6 +111,14 @@ def _decode_wav(path: Path) -> tuple[np.ndarray, int]:
     frame_bytes = info.channels * info.bits_per_sample // 8
     n_frames = info.data_bytes // frame_bytes
     raw = memoryview(blob)[info.data_offset : info.data_offset + n_frames * frame_bytes]
+    return wav_frames(raw, info), info.sample_rate_hz
+
+
+def wav_frames(raw: bytes | memoryview, info: WavInfo) -> np.ndarray:
+    """Raw WAV frames -> float32 (channels, n), scaled as libsndfile/soundfile (and librosa.load) scale them.
+
+    raw: whole frames of the data chunk (len(raw) a multiple of channels * bits_per_sample // 8).
+    """
     if info.is_float:
         data = np.frombuffer(raw, dtype="<f4" if info.bits_per_sample == 32 else "<f8").astype(np.float32)
     elif info.bits_per_sample == 8:
@@ -123,7 +131,7 @@ def _decode_wav(path: Path) -> tuple[np.ndarray, int]:
         data = ints.astype(np.float32) / np.float32(2**31)
     else:
         data = np.frombuffer(raw, dtype="<i4").astype(np.float32) / np.float32(2**31)
-    return data.reshape(n_frames, info.channels).T, info.sample_rate_hz
+    return data.reshape(-1, info.channels).T
 
 
 def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:

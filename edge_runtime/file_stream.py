@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from edge_runtime.audio import AudioError, WavInfo, load_audio, parse_wav_header, to_mono
+from edge_runtime.audio import AudioError, load_audio, parse_wav_header, to_mono, wav_frames
 
 BLOCK_SECONDS = 10.0
 """Seconds of audio decoded at a time."""
@@ -108,23 +108,6 @@ def _check_finite(path: Path, mono: np.ndarray) -> None:
         raise AudioError(path, f"{bad} samples are NaN or infinite; the recorder or converter is faulty")
 
 
-def _wav_frames(raw: bytes, info: WavInfo) -> np.ndarray:
-    """Raw WAV frames -> float32 (channels, n), scaled as libsndfile/soundfile (and load_audio) scale them."""
-    if info.is_float:
-        data = np.frombuffer(raw, dtype="<f4" if info.bits_per_sample == 32 else "<f8").astype(np.float32)
-    elif info.bits_per_sample == 8:
-        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif info.bits_per_sample == 16:
-        data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / np.float32(2**15)
-    elif info.bits_per_sample == 24:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = (b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)
-        data = ints.astype(np.float32) / np.float32(2**31)
-    else:
-        data = np.frombuffer(raw, dtype="<i4").astype(np.float32) / np.float32(2**31)
-    return data.reshape(-1, info.channels).T
-
-
 def _wav_stream(path: Path, *, sample_rate_hz: int, block_seconds: float) -> AudioStream:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -148,7 +131,7 @@ def _wav_stream(path: Path, *, sample_rate_hz: int, block_seconds: float) -> Aud
                 raw = os.pread(fd, count * frame_bytes, info.data_offset + first * frame_bytes)
                 if len(raw) < count * frame_bytes:
                     raise AudioError(path, "truncated while reading (the file shrank); copy it again")
-                mono = np.ascontiguousarray(to_mono(_wav_frames(raw, info)), dtype=np.float32)
+                mono = np.ascontiguousarray(to_mono(wav_frames(raw, info)), dtype=np.float32)
                 _check_finite(path, mono)
                 out = resample(mono, last=first + count >= n_frames)
                 if out.size:
