@@ -45,7 +45,7 @@ from birdlab.metrics import (
 from birdlab.training.dataset import LabelledClips, TrainingData, prepare_training_data, recording_key
 from birdlab.training.figures import save_confusion, save_per_class_ap, save_training_curves
 from birdlab.training.run_dir import CONFIG_FILENAME, MODEL_FILENAME, SPLIT_FILENAME, RunDir, RunDirError
-from birdlab.training.teacher_targets import teacher_clip_figures
+from birdlab.training.teacher_targets import run_recordings, teacher_clip_figures
 from edge_runtime.audio import AudioError
 from edge_runtime.bundle import LABELS_FILENAME
 from edge_runtime.spec import SPEC_FILENAME
@@ -236,17 +236,23 @@ def _num(value: float | None) -> str:
 
 def _teacher_block(run_dir: RunDir, *, model: keras.Model, data: TrainingData, cache: FeatureCache | None,
                    teacher_cache_root: str | Path | None) -> dict[str, Any] | None:
-    """metrics.json 'teacher' of a distilled run (None without a teacher or without test recordings):
-    teacher_clip_figures on the held-out test recordings, the ones the student's `clip` figures score."""
+    """metrics.json 'teacher' of a distilled run (None without a teacher): teacher_clip_figures on the held-out
+    test recordings, the ones the student's `clip` figures score; on the validation recordings when the split has
+    no test recording (an older split, or species too small for one), and `evaluated_on` says which."""
     config = run_dir.read_config()
-    if config.teacher is None or not data.test_recordings:
+    if config.teacher is None:
         return None
     spec = run_dir.read_spec()
-    recordings = list(data.test_recordings)
+    if data.test_recordings:
+        recordings, where = list(data.test_recordings), "test recordings"
+    else:
+        recordings = run_recordings(run_dir.read_data_dirs(), config=config, keys=data.split.validation_recordings)
+        where = "validation recordings (no test recording in this split)"
+    if not recordings:
+        return None
     return teacher_clip_figures(recordings, teacher=config.teacher, student=model, species=data.species, spec=spec,
                                 cache=cache or FeatureCache(spec=spec), root=teacher_cache_root,
-                                evaluated_on=f"test recordings ({len(recordings)})",
-                                workers=config.feature_workers)
+                                evaluated_on=f"{where} ({len(recordings)})", workers=config.feature_workers)
 
 
 def _set_summary(truth: np.ndarray, probabilities: np.ndarray, *, threshold: float) -> dict[str, Any]:

@@ -43,10 +43,10 @@ def test_edge_run_over_real_files_equals_the_lab(real_audio: Path, robustness_so
                            work_dir=tmp_path / "edge")
     windows = sum(int(np.ceil(load_audio(f, sample_rate_hz=spec.sample_rate_hz).size / spec.clip_samples))
                   for f in files)
-    print(f"{len(files)} files, {windows} windows; {result.parity.describe()}; "
+    print(f"{len(files)} files, {windows} windows; {result.agreement.describe()}; "
           f"closest probability to the threshold {result.margin:.2e}")
     assert (result.status["files_done"], result.status["files_failed"]) == (len(files), 0)
     assert result.status["windows_processed"] == windows
-    assert result.parity.expected, "real audio must give some decisions, or the comparison proves nothing"
-    assert result.parity.equal, result.parity.describe()
-    assert result.receiver_count == len(result.parity.received), "each detection stored once"
+    assert result.agreement.expected, "real audio must give some decisions, or the comparison proves nothing"
+    assert result.agreement.equal, result.agreement.describe()
+    assert result.receiver_count == len(result.agreement.received), "each detection stored once"
