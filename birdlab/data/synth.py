@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from birdlab.data import birdclef2021 as bc
-from birdlab.data import synth_metadata as meta
+import birdlab.data.birdclef2021 as bc
+import birdlab.data.synth_metadata as meta
 from birdlab.data.ogg import write_ogg_vorbis
 from birdlab.data.species import Species, birdclef2021_codes, load_species
 from birdlab.data.synth_voice import (

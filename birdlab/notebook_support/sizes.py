@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import birdlab.data.birdclef2021 as bc
 from birdlab import paths
-from birdlab.data import birdclef2021 as bc
 from birdlab.data.synth import SynthConfig, ensure_synthetic
 from birdlab.errors import UserError
 

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from birdlab.data import birdclef2021 as bc
+import birdlab.data.birdclef2021 as bc
 from birdlab.data.species import load_species
 from birdlab.data.synth import SynthConfig, synthesize
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import birdlab.training.model as model_presets
 from birdlab.errors import UserError
 from birdlab.teacher.config import TeacherConfig, TeacherConfigError
-from birdlab.training import model as model_presets
 from birdlab.training.augment import AugmentConfig
 from birdlab.training.model import ModelConfig
 

@@ -215,7 +215,7 @@ def packed_validation_clips(validation: LabelledClips, *, targets: RunTeacherTar
 
 def _distill() -> Any:
     """birdlab.teacher.distill, imported when a teacher trains (it imports Keras)."""
-    from birdlab.teacher import distill
+    import birdlab.teacher.distill as distill
 
     return distill
 

@@ -65,7 +65,8 @@ def import_edges() -> list[tuple[str, str, int, bool]]:
                 if node.level:
                     anchor = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
                     base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
-                targets = [f"{base}.{a.name}" for a in node.names]
+                # `from package import module` runs the package's __init__ too: both are edges
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
             for target in targets:
                 imported = resolve(target, modules)
                 if imported and imported != name:
