@@ -54,7 +54,7 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str] | None =
         if names is not None and f.name not in names:
             continue
         kind = f.metadata["kind"]
-        default = getattr(defaults, f.name)
+        default = f.value_in(defaults)
         shown = "none" if default in (None, "", ()) else default
         help_text = f"{f.metadata['help']} [${ENV_PREFIX}{f.name.upper()}; default: {shown}]".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_runtime.outbox import Outbox, OutboxError
+from edge_runtime.setting_field import setting
 from edge_runtime.sinks import (  # noqa: F401 - re-exported: callers import the sink API from here too
     DEFAULT_TIMEOUT_S,
     DEFAULT_TOKEN_ENV,
@@ -48,30 +49,41 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_EXPONENT = 60
 
+MAX_BATCH_SIZE = 1000
+"""Most detections per request (the reference receiver's default max_batch)."""
+
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    """How detections leave the device. Tests shrink the timings with dataclasses.replace."""
+    """How detections leave the device (`EdgeSettings.delivery`; fields declared with `setting(...)` are
+    user settings under their own name). Tests shrink the timings with dataclasses.replace."""
 
-    batch_size: int = 50
+    batch_size: int = setting(50, "int", "detections per HTTP POST (1..1000)")
     """Detections per request (the reference receiver accepts up to 1000)."""
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    timeout_s: float = setting(DEFAULT_TIMEOUT_S, "float",
+                               "longest time one HTTP request may take, connection to last byte",
+                               old="http_timeout_seconds")
     """Timeout of one HTTP request (connect and each read), in seconds."""
-    backoff_initial_s: float = 2.0
+    backoff_initial_s: float = setting(2.0, "float",
+                                       "first retry delay after a failed send; doubles per failure (jittered)",
+                                       old="retry_initial_seconds")
     """Delay before the first retry after a transient failure, in seconds."""
     backoff_multiplier: float = 2.0
     """Each further consecutive failure multiplies the delay by this."""
-    backoff_max_s: float = 300.0
+    backoff_max_s: float = setting(300.0, "float", "longest retry delay (also caps a receiver's Retry-After)",
+                                   old="retry_max_seconds")
     """Upper bound of the retry delay (also caps a receiver's Retry-After), in seconds."""
     jitter_fraction: float = 0.5
     """The delay is drawn uniformly from [delay * (1 - jitter_fraction), delay], so devices do not retry in step."""
     idle_poll_s: float = 2.0
     """When the outbox is empty, how often the background sender looks again (it is also woken by notify())."""
-    token_env: str = DEFAULT_TOKEN_ENV
+    token_env: str = setting(DEFAULT_TOKEN_ENV, "str", "environment variable holding the sink's bearer token")
     """Environment variable holding the bearer token (ignored when token_file is set)."""
-    token_file: Path | None = None
+    token_file: Path | None = setting(None, "path", "file (mode 0600) holding the sink's bearer token",
+                                      metavar="PATH")
     """File holding the bearer token; must not be readable by group or others (chmod 600)."""
-    ca_file: Path | None = None
+    ca_file: Path | None = setting(None, "path", "PEM CA certificates for a receiver with a private CA",
+                                   metavar="PATH")
     """PEM file of the CA that signed the receiver's certificate, for a private CA; default: the system CAs."""
 
     def __post_init__(self) -> None:
@@ -79,7 +91,7 @@ class DeliverySettings:
             if not ok:
                 raise SinkError(f"delivery setting {name}: {what} (got {getattr(self, name)!r})")
 
-        need(1 <= self.batch_size <= 1000, "batch_size", "must be in 1..1000")
+        need(1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be in 1..{MAX_BATCH_SIZE}")
         for name in ("timeout_s", "backoff_initial_s", "backoff_max_s", "idle_poll_s"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")

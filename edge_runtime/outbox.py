@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from edge_runtime.detection import Detection, DetectionError
 from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.setting_field import setting
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -82,11 +83,13 @@ class OutboxError(EdgeRuntimeError):
 
 @dataclass(frozen=True)
 class OutboxSettings:
-    """Bounds of the outbox. The path itself is a runtime setting (--outbox)."""
+    """Bounds of the outbox (`EdgeSettings.outbox_limits`; user settings `outbox_max_rows`, `outbox_max_bytes`).
+    The path itself is a runtime setting (--outbox)."""
 
-    max_rows: int = 200_000
+    max_rows: int = setting(200_000, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
     """Most undelivered detections kept; beyond it the oldest are dropped (logged, counted)."""
-    max_bytes: int = 128 * 1024 * 1024
+    max_bytes: int = setting(128 * 1024 * 1024, "int",
+                             "outbox bound in bytes of detection JSON; oldest dropped beyond")
     """Most bytes of undelivered detection JSON kept (about 600 bytes each); beyond it the oldest are dropped."""
     max_dead_letters: int = 20_000
     """Most dead-lettered detections kept; beyond it the oldest dead letters are dropped (counted)."""
@@ -95,9 +98,9 @@ class OutboxSettings:
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
-            raise OutboxError(f"outbox max_rows: {self.max_rows} must be at least 1")
+            raise OutboxError(f"outbox setting max_rows: must be at least 1 (got {self.max_rows})")
         if self.max_bytes < _MIN_MAX_BYTES:
-            raise OutboxError(f"outbox max_bytes: {self.max_bytes} must be at least {_MIN_MAX_BYTES}")
+            raise OutboxError(f"outbox setting max_bytes: must be at least {_MIN_MAX_BYTES} (got {self.max_bytes})")
         if self.max_dead_letters < 1:
             raise OutboxError(f"outbox max_dead_letters: {self.max_dead_letters} must be at least 1")
         if self.busy_timeout_s <= 0:

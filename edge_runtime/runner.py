@@ -130,7 +130,7 @@ def run(settings: EdgeSettings, *, stop: threading.Event | None = None, stdin_st
         log.error("%s", exc)
         return EXIT_USAGE
     try:
-        outbox = Outbox.open(settings.outbox, settings=settings.outbox_settings)
+        outbox = Outbox.open(settings.outbox, settings=settings.outbox_limits)
     except OutboxError as exc:
         log.error("%s", exc)
         sink.close()

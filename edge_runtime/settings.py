@@ -1,10 +1,15 @@
 """Settings of the edge runtime: one frozen dataclass, filled from TOML, environment and flags.
 
-Precedence, lowest first: the defaults below, a TOML file (`--config FILE.toml`, keys =
-field names, optionally under an `[edge_runtime]` table), environment variables
-`EDGE_RUNTIME_<FIELD>` (e.g. EDGE_RUNTIME_THRESHOLD=0.4; lists comma-separated), then
-command-line flags. Each field's `help` is what `--help` prints, so the documentation
-lives in one place.
+Delivery (`EdgeSettings.delivery`, a `DeliverySettings`) and the outbox bounds (`EdgeSettings.outbox_limits`, an
+`OutboxSettings`) are nested dataclasses, each declared in the module that uses it. A user names every setting
+by one flat name: `batch_size`, `outbox_max_rows`, `threshold`, ... (`setting_fields()` lists them).
+
+Precedence, lowest first: the defaults below, a TOML file (`--config FILE.toml`, keys = flat
+names, optionally under an `[edge_runtime]` table; a nested part may also be a table, e.g.
+`[edge_runtime.delivery] batch_size = 20` or `[edge_runtime.outbox_limits] max_rows = 1000`),
+environment variables `EDGE_RUNTIME_<NAME>` (e.g. EDGE_RUNTIME_THRESHOLD=0.4,
+EDGE_RUNTIME_BATCH_SIZE=20; lists comma-separated), then command-line flags. Each field's `help`
+is what `--help` prints, so the documentation lives in one place.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import math
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.delivery import DeliverySettings
+from edge_runtime.delivery import DeliverySettings, SinkError
 from edge_runtime.errors import EdgeRuntimeError
-from edge_runtime.outbox import OutboxSettings
+from edge_runtime.outbox import OutboxError, OutboxSettings
+from edge_runtime.setting_field import section, setting
 from edge_runtime.sinks import CREDENTIALS_REFUSED, redact_url, url_has_credentials
 from edge_runtime.thresholds import check_threshold
 
@@ -29,8 +35,6 @@ SINK_KINDS = ("stdout", "jsonl:PATH", "http(s)://URL")
 STDIN_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 INTERPRETERS = ("auto", "ai_edge_litert", "tflite_runtime")
 LOG_FORMATS = ("text", "json")
-MAX_BATCH_SIZE = 1000
-"""Most detections per request (the reference receiver's default max_batch)."""
 MAX_NUM_THREADS = 64
 """Most TFLite interpreter threads (far more than a Raspberry Pi's 4 cores; beyond it the interpreter may crash)."""
 
@@ -39,88 +43,88 @@ class SettingsError(EdgeRuntimeError, ValueError):
     """An invalid setting; the message names the field, where the value came from and what is allowed."""
 
 
-def _setting(default: Any, kind: str, help: str, *, flag: str | None = None, metavar: str | None = None,
-             old: str | None = None) -> Any:
-    """A dataclass field with the metadata the loaders and the CLI read.
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing setting: its flat name (TOML key, EDGE_RUNTIME_<NAME>, --flag) and the field that holds it."""
 
-    old: the field's former name, still read from TOML (key), the environment (EDGE_RUNTIME_<OLD>) and the
-    command line (--old-name, hidden from --help).
-    """
-    meta = {"kind": kind, "help": help, "flag": flag, "metavar": metavar, "old": old}
-    if isinstance(default, (list, dict)):
-        raise TypeError("use tuples for frozen settings")
-    return field(default=default, metadata=meta)
+    name: str
+    """The flat name, e.g. 'batch_size' or 'outbox_max_rows'."""
+    section: str | None
+    """The EdgeSettings field of the nested dataclass that holds it ('delivery', 'outbox_limits'), or None."""
+    field: dataclasses.Field
+    """The dataclass field (its metadata: kind, help, flag, metavar, old)."""
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.field.metadata
+
+    def value_in(self, settings: EdgeSettings) -> Any:
+        """This setting's value in `settings`."""
+        holder = getattr(settings, self.section) if self.section is not None else settings
+        return getattr(holder, self.field.name)
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
     """Everything `python -m edge_runtime` can be told; see each field's help."""
 
-    bundle: str = _setting("", "str", "bundle directory or .tar.gz exported by birdlab (required for run, check, bench)",
+    bundle: str = setting("", "str", "bundle directory or .tar.gz exported by birdlab (required for run, check, bench)",
                            metavar="DIR_OR_TAR_GZ")
-    sources: tuple[str, ...] = _setting(
+    sources: tuple[str, ...] = setting(
         (), "list",
         "audio source, repeatable: mic[:ALSA_DEVICE] (arecord), file:PATH (wav/flac/ogg/mp3), "
         "dir:PATH (new files in a directory, polled), stdin (raw PCM, see --stdin-format)",
         flag="--source", metavar="SOURCE")
-    sink: str = _setting("stdout", "str",
+    sink: str = setting("stdout", "str",
                          "where detections go: an http(s):// URL (POST JSON batches), jsonl:PATH, or stdout",
                          metavar="URL|jsonl:PATH|stdout")
-    outbox: Path = _setting(Path("edge_outbox.sqlite"), "path",
+    outbox: Path = setting(Path("edge_outbox.sqlite"), "path",
                             "SQLite outbox: every detection is committed here before it is sent", metavar="PATH")
-    state: Path | None = _setting(None, "path",
+    state: Path | None = setting(None, "path",
                                   "SQLite file remembering which dir: files are done (default: <outbox>.state)",
                                   metavar="PATH")
-    status: Path | None = _setting(None, "path", "status JSON file, rewritten atomically while running and at exit",
+    status: Path | None = setting(None, "path", "status JSON file, rewritten atomically while running and at exit",
                                    metavar="PATH")
-    status_interval_s: float = _setting(5.0, "float", "seconds between status file rewrites",
+    status_interval_s: float = setting(5.0, "float", "seconds between status file rewrites",
                                         old="status_interval_seconds")
-    device_id: str = _setting("", "str", "name of this device in every detection (default: the host name)")
-    overlap_s: float = _setting(0.0, "float", "overlap of consecutive windows in seconds (0 = back to back; "
+    device_id: str = setting("", "str", "name of this device in every detection (default: the host name)")
+    overlap_s: float = setting(0.0, "float", "overlap of consecutive windows in seconds (0 = back to back; "
                                 "windows must still advance by 0.25 s)", old="overlap_seconds")
-    threshold: float | None = _setting(None, "float",
+    threshold: float | None = setting(None, "float",
                                        "global confidence threshold in (0, 1) (default: the bundle's threshold)")
-    species_thresholds: tuple[tuple[str, float], ...] = _setting(
+    species_thresholds: tuple[tuple[str, float], ...] = setting(
         (), "thresholds", "per-species threshold overriding the global one, repeatable (TOML: a table)",
         flag="--species-threshold", metavar="EBIRD_CODE=VALUE")
-    top_n: int = _setting(5, "int", "report at most this many species per window (highest confidence first; 0 = all)")
-    include_species: tuple[str, ...] = _setting((), "list",
+    top_n: int = setting(5, "int", "report at most this many species per window (highest confidence first; 0 = all)")
+    include_species: tuple[str, ...] = setting((), "list",
                                                 "only report these eBird codes, repeatable or comma-separated",
                                                 flag="--include", metavar="EBIRD_CODE")
-    exclude_species: tuple[str, ...] = _setting((), "list", "never report these eBird codes, repeatable or comma-separated",
+    exclude_species: tuple[str, ...] = setting((), "list", "never report these eBird codes, repeatable or comma-separated",
                                                 flag="--exclude", metavar="EBIRD_CODE")
-    num_threads: int = _setting(1, "int", "TFLite interpreter threads")
-    interpreter: str = _setting("auto", "str",
+    num_threads: int = setting(1, "int", "TFLite interpreter threads")
+    interpreter: str = setting("auto", "str",
                                 "TFLite package: auto (ai_edge_litert, then tflite_runtime), ai_edge_litert, tflite_runtime")
-    frontend_timeout_s: float = _setting(0.5, "float", "the WASM frontend is stopped after this long on one window",
+    frontend_timeout_s: float = setting(0.5, "float", "the WASM frontend is stopped after this long on one window",
                                          old="frontend_timeout_seconds")
-    stdin_rate_hz: int | None = _setting(None, "int", "sample rate of stdin PCM (default: the bundle's rate)")
-    stdin_format: str = _setting("S16_LE", "str", "stdin PCM sample format: S16_LE, S32_LE or FLOAT_LE")
-    stdin_channels: int = _setting(1, "int", "interleaved channels of stdin PCM (mixed to mono)")
-    mic_rate_hz: int | None = _setting(None, "int",
+    stdin_rate_hz: int | None = setting(None, "int", "sample rate of stdin PCM (default: the bundle's rate)")
+    stdin_format: str = setting("S16_LE", "str", "stdin PCM sample format: S16_LE, S32_LE or FLOAT_LE")
+    stdin_channels: int = setting(1, "int", "interleaved channels of stdin PCM (mixed to mono)")
+    mic_rate_hz: int | None = setting(None, "int",
                                        "rate asked of arecord (default: the bundle's rate; other rates are resampled)")
-    mic_command: str = _setting("arecord", "str", "the capture program, called as arecord would be")
-    dir_poll_s: float = _setting(2.0, "float",
+    mic_command: str = setting("arecord", "str", "the capture program, called as arecord would be")
+    dir_poll_s: float = setting(2.0, "float",
                                  "seconds between scans of dir: sources; a file is read once its size is "
                                  "unchanged for 2 scans", old="dir_poll_seconds")
-    token_env: str = _setting("EDGE_RUNTIME_TOKEN", "str", "environment variable holding the sink's bearer token")
-    token_file: Path | None = _setting(None, "path", "file (mode 0600) holding the sink's bearer token", metavar="PATH")
-    ca_file: Path | None = _setting(None, "path", "PEM CA certificates for a receiver with a private CA",
-                                    metavar="PATH")
-    batch_size: int = _setting(50, "int", "detections per HTTP POST (1..1000)")
-    timeout_s: float = _setting(10.0, "float", "longest time one HTTP request may take, connection to last byte",
-                                old="http_timeout_seconds")
-    backoff_initial_s: float = _setting(2.0, "float",
-                                        "first retry delay after a failed send; doubles per failure (jittered)",
-                                        old="retry_initial_seconds")
-    backoff_max_s: float = _setting(300.0, "float", "longest retry delay", old="retry_max_seconds")
-    outbox_max_rows: int = _setting(OutboxSettings.max_rows, "int", "outbox bound in rows; beyond it the oldest are dropped (logged)")
-    outbox_max_bytes: int = _setting(OutboxSettings.max_bytes, "int", "outbox bound in bytes of detection JSON; oldest dropped beyond")
-    flush_deadline_s: float = _setting(10.0, "float",
+    delivery: DeliverySettings = section(DeliverySettings, prefix="")
+    """How detections are sent (batch_size, timeout_s, backoff_initial_s, backoff_max_s, token_env, token_file,
+    ca_file: flat names, as in edge_runtime.delivery)."""
+    outbox_limits: OutboxSettings = section(OutboxSettings, prefix="outbox_")
+    """Bounds of the outbox at `outbox` (outbox_max_rows, outbox_max_bytes)."""
+    flush_deadline_s: float = setting(10.0, "float",
                                        "run: on SIGTERM/SIGINT, try this long to deliver what is pending; flush: give "
                                        "up after this long (flush's default: 60)", old="shutdown_flush_seconds")
-    log_format: str = _setting("text", "str", "log lines as 'text' or 'json' (one object per line) on stderr")
-    log_level: str = _setting("INFO", "str", "DEBUG, INFO, WARNING or ERROR")
+    log_format: str = setting("text", "str", "log lines as 'text' or 'json' (one object per line) on stderr")
+    log_level: str = setting("INFO", "str", "DEBUG, INFO, WARNING or ERROR")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -133,13 +137,11 @@ class EdgeSettings:
                 shown = redact_url(self.sink) if name == "sink" else getattr(self, name)
                 raise SettingsError(f"setting {name}: {what} (got {shown!r})")
 
-        for name in ("status_interval_s", "frontend_timeout_s", "dir_poll_s", "timeout_s", "backoff_initial_s",
-                     "backoff_max_s"):
+        for name in ("status_interval_s", "frontend_timeout_s", "dir_poll_s"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")
         need(math.isfinite(self.overlap_s) and self.overlap_s >= 0, "overlap_s", "must be >= 0")
         need(math.isfinite(self.flush_deadline_s) and self.flush_deadline_s >= 0, "flush_deadline_s", "must be >= 0")
-        need(1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be in 1..{MAX_BATCH_SIZE}")
         try:  # the one threshold-range check of the runtime, the bundle and the lab (edge_runtime.thresholds)
             if self.threshold is not None:
                 check_threshold(self.threshold, where="setting threshold:")
@@ -150,8 +152,9 @@ class EdgeSettings:
         for name in ("top_n",):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(1 <= self.num_threads <= MAX_NUM_THREADS, "num_threads", f"must be in 1..{MAX_NUM_THREADS}")
-        for name in ("stdin_channels", "outbox_max_rows", "outbox_max_bytes"):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
+        need(self.stdin_channels >= 1, "stdin_channels", "must be >= 1")
+        need(isinstance(self.delivery, DeliverySettings), "delivery", "must be a DeliverySettings")
+        need(isinstance(self.outbox_limits, OutboxSettings), "outbox_limits", "must be an OutboxSettings")
         for name in ("stdin_rate_hz", "mic_rate_hz"):
             need(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be a positive rate in Hz")
         need(self.interpreter in INTERPRETERS, "interpreter", f"must be one of {INTERPRETERS}")
@@ -175,41 +178,62 @@ class EdgeSettings:
         """state, or `<outbox>.state` next to the outbox."""
         return self.state if self.state is not None else self.outbox.with_name(self.outbox.name + ".state")
 
-    @property
-    def delivery(self) -> DeliverySettings:
-        """The delivery settings of this run (the sender of `run`, and `flush`)."""
-        return DeliverySettings(
-            batch_size=self.batch_size, timeout_s=self.timeout_s, backoff_initial_s=self.backoff_initial_s,
-            backoff_max_s=max(self.backoff_max_s, self.backoff_initial_s), token_env=self.token_env,
-            token_file=self.token_file, ca_file=self.ca_file,
-        )
-
-    @property
-    def outbox_settings(self) -> OutboxSettings:
-        """The bounds of the outbox at `outbox`."""
-        return OutboxSettings(max_rows=self.outbox_max_rows, max_bytes=self.outbox_max_bytes)
-
     def species_threshold_map(self) -> dict[str, float]:
         return dict(self.species_thresholds)
 
 
-def setting_fields() -> tuple[dataclasses.Field, ...]:
-    """The fields of EdgeSettings with their metadata (kind, help, flag, metavar)."""
-    return dataclasses.fields(EdgeSettings)
+def setting_fields() -> tuple[Setting, ...]:
+    """Every user-facing setting, flat: EdgeSettings' own fields, then those of its nested sections."""
+    found: list[Setting] = []
+    for f in dataclasses.fields(EdgeSettings):
+        if "kind" in f.metadata:
+            found.append(Setting(f.name, None, f))
+        elif "section" in f.metadata:
+            found += [Setting(f.metadata["prefix"] + sub.name, f.name, sub)
+                      for sub in dataclasses.fields(f.metadata["section"]) if "kind" in sub.metadata]
+    return tuple(found)
 
 
-def flag_name(f: dataclasses.Field) -> str:
-    """The command-line flag of a field: metadata 'flag' or --field-name."""
+def flag_name(f: Setting) -> str:
+    """The command-line flag of a setting: metadata 'flag' or --flat-name."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def old_flag_name(f: dataclasses.Field) -> str | None:
-    """The flag of the field's former name (hidden, still accepted), or None."""
+def old_flag_name(f: Setting) -> str | None:
+    """The flag of the setting's former name (hidden, still accepted), or None."""
     old = f.metadata.get("old")
     return "--" + old.replace("_", "-") if old else None
 
 
-def _convert(f: dataclasses.Field, value: Any, *, origin: str) -> Any:
+def settings_from_flat(values: Mapping[str, Any]) -> EdgeSettings:
+    """EdgeSettings from already converted values keyed by flat name (missing = default).
+
+    Raises SettingsError for an unknown name or an invalid value (the message names the setting).
+    """
+    by_name = {f.name: f for f in setting_fields()}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {unknown}; known settings are {sorted(by_name)}")
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        f = by_name[name]
+        if f.section is None:
+            top[name] = value
+        else:
+            nested.setdefault(f.section, {})[f.field.name] = value
+    sections = {f.name: f.metadata["section"] for f in dataclasses.fields(EdgeSettings) if "section" in f.metadata}
+    try:
+        for name, given in nested.items():
+            top[name] = sections[name](**given)
+        return EdgeSettings(**top)
+    except (SinkError, OutboxError) as exc:
+        raise SettingsError(str(exc)) from None
+    except TypeError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _convert(f: Setting, value: Any, *, origin: str) -> Any:
     """Turn a TOML/env/flag value into the field's type; SettingsError names the origin."""
     kind = f.metadata["kind"]
 
@@ -271,8 +295,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: invalid TOML ({exc})") from None
     if isinstance(data.get("edge_runtime"), dict):
         data = data["edge_runtime"]
+    prefixes = {f.name: f.metadata["prefix"] for f in dataclasses.fields(EdgeSettings) if "section" in f.metadata}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in prefixes and isinstance(value, dict):  # [edge_runtime.delivery] batch_size = 20
+            flat.update({prefixes[key] + sub: item for sub, item in value.items()})
+        else:
+            flat[key] = value
     renamed = {f.metadata["old"]: f.name for f in setting_fields() if f.metadata.get("old")}
-    data = {renamed.get(key, key): value for key, value in data.items()}
+    data = {renamed.get(key, key): value for key, value in flat.items()}
     known = {f.name for f in setting_fields()}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -321,7 +352,4 @@ def load_settings(
         if value is None or value == () or value == []:
             continue
         values[name] = _convert(by_name[name], value, origin=flag_name(by_name[name]))
-    try:
-        return EdgeSettings(**values)
-    except TypeError as exc:
-        raise SettingsError(str(exc)) from None
+    return settings_from_flat(values)

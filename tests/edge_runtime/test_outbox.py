@@ -176,7 +176,7 @@ def test_not_a_database_and_missing_file_are_clear_errors(tmp_path):
         Outbox(garbage)
     with pytest.raises(OutboxError, match="missing.sqlite3: no outbox there"):
         Outbox(tmp_path / "missing.sqlite3", create=False)
-    with pytest.raises(OutboxError, match="max_rows: 0 must be at least 1"):
+    with pytest.raises(OutboxError, match=r"max_rows: must be at least 1 \(got 0\)"):
         OutboxSettings(max_rows=0)
 
 

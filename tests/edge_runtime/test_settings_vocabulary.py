@@ -1,4 +1,4 @@
-"""One settings vocabulary (issue 10.6): one unit suffix, the delivery and outbox settings as views of EdgeSettings,
+"""One settings vocabulary (issue 10.6): one unit suffix, the delivery and outbox settings nested in EdgeSettings,
 `flush` reading the same TOML file and EDGE_RUNTIME_* variables as `run`, one exception root, one argv builder."""
 
 from __future__ import annotations
@@ -36,16 +36,41 @@ def test_one_unit_suffix_and_old_spellings_still_read():
     assert old.flush_deadline_s == 3.0
     args = build_parser().parse_args(["run", "--http-timeout-seconds", "4", "--overlap-seconds", "2.5"])
     settings = settings_from_args(args, environ={})
-    assert (settings.timeout_s, settings.overlap_s) == (4.0, 2.5)
+    assert (settings.delivery.timeout_s, settings.overlap_s) == (4.0, 2.5)
     assert "--http-timeout-seconds" not in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
 
 
-def test_delivery_and_outbox_settings_are_views_of_the_run_settings(tmp_path):
-    settings = dataclasses.replace(EdgeSettings(), timeout_s=3.0, batch_size=20, backoff_initial_s=0.5,
-                                   outbox=tmp_path / "o.sqlite", outbox_max_rows=1000, token_env="MY_TOKEN")
+def test_delivery_and_outbox_settings_are_nested_dataclasses_set_by_flat_names(tmp_path):
+    fields = {f.name: f for f in dataclasses.fields(EdgeSettings)}
+    assert fields["delivery"].type in (DeliverySettings, "DeliverySettings")
+    assert fields["outbox_limits"].type in (OutboxSettings, "OutboxSettings")
+    assert EdgeSettings().delivery == DeliverySettings() and EdgeSettings().outbox_limits == OutboxSettings()
+    config = tmp_path / "edge.toml"
+    config.write_text('[edge_runtime]\nbatch_size = 20\n[edge_runtime.outbox_limits]\nmax_rows = 1000\n')
+    settings = load_settings(config_path=config, environ={"EDGE_RUNTIME_TIMEOUT_S": "3", "EDGE_RUNTIME_TOKEN_ENV": "MY"},
+                             flags={"backoff_initial_s": 0.5, "outbox": tmp_path / "o.sqlite"})
     assert settings.delivery == dataclasses.replace(DeliverySettings(), timeout_s=3.0, batch_size=20,
-                                                    backoff_initial_s=0.5, token_env="MY_TOKEN")
-    assert settings.outbox_settings == dataclasses.replace(OutboxSettings(), max_rows=1000)
+                                                    backoff_initial_s=0.5, token_env="MY")
+    assert settings.outbox_limits == dataclasses.replace(OutboxSettings(), max_rows=1000)
+    table = tmp_path / "table.toml"
+    table.write_text("[delivery]\nbatch_size = 7\nhttp_timeout_seconds = 9\n")
+    assert (load_settings(config_path=table).delivery.batch_size, load_settings(config_path=table).delivery.timeout_s) == (7, 9.0)
+    # every exposed field of a nested part is a setting under its flat name; internal ones (jitter) are not
+    names = {f.name for f in setting_fields()}
+    assert {"batch_size", "timeout_s", "token_file", "ca_file", "outbox_max_rows", "outbox_max_bytes"} <= names
+    assert not {"jitter_fraction", "idle_poll_s", "max_dead_letters", "delivery", "outbox_limits"} & names
+    with pytest.raises(SettingsError, match="batch_size: must be in 1..1000"):
+        load_settings(environ={"EDGE_RUNTIME_BATCH_SIZE": "0"})
+    with pytest.raises(SettingsError, match="max_rows: must be at least 1"):
+        load_settings(flags={"outbox_max_rows": 0})
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(config_path=_toml(tmp_path, "[delivery]\njitter_fraction = 0.1\n"))
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "more.toml"
+    path.write_text(text)
+    return path
 
 
 def test_flush_reads_the_same_config_file_and_environment_as_run(tmp_path):
