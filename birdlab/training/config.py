@@ -64,6 +64,10 @@ class TrainConfig:
     """Sample weight = (mean count / count of the primary species) ** power; 0 = no balancing."""
     synthetic_noise_clips: int = 16
     """Synthetic (white/pink/brown) noise clips added to the background-noise bank."""
+    recording_noise_crops: int = 0
+    """Quiet 5-s crops of each training recording added to the background bank of the noise augmentation (drawn
+    with probability ~ window energy ** RECORDING_NOISE_EXPONENT: the gaps between calls, real background of real
+    recordings, faint calls included); they are only mixed in, never used as negatives. 0 = off."""
     negative_fraction: float = 0.1
     """Background-only clips (all-zero targets, drawn from the noise bank) added to training, as a
     fraction of the training clips: they teach 'nocall'."""
@@ -106,6 +110,7 @@ class TrainConfig:
         need(0.0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")
         need(self.class_weight_power >= 0, "class_weight_power", "must be >= 0")
         need(self.synthetic_noise_clips >= 0, "synthetic_noise_clips", "must be >= 0")
+        need(self.recording_noise_crops >= 0, "recording_noise_crops", "must be >= 0")
         need(0.0 <= self.negative_fraction <= 1.0, "negative_fraction", "must be in [0, 1]")
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")

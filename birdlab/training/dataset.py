@@ -41,6 +41,8 @@ from edge_runtime.spec import FeatureSpec
 
 SYNTHETIC_NOISE_LEVEL_DB = (-50.0, -20.0)
 """RMS level range of the synthetic background noise clips, dB re full scale."""
+RECORDING_NOISE_EXPONENT = -2.0
+"""Quiet crops of training recordings (TrainConfig.recording_noise_crops) start with probability ~ energy ** this."""
 
 
 class TrainingDataError(UserError):
@@ -166,6 +168,9 @@ class TrainingData:
     test_rows: LabelledClips
     noise_bank: ClipStore
     """float32 dB (m, n_mels, clip_frames): nocall rows of non-test soundscapes + synthetic noise."""
+    recording_noise: ClipStore | None = None
+    """float32 dB (r, n_mels, clip_frames): quiet crops of the training recordings (config.recording_noise_crops),
+    mixed in as background by the noise augmentation but never used as negatives; None = none."""
     test_recordings: list[Recording] = field(default_factory=list)
     """The held-out test recordings (audio present); evaluate scores them per recording, a few at a time, so
     their features are not held here."""
@@ -438,14 +443,21 @@ def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: Feat
     scape_ids = [i for i in split.validation_soundscapes + split.test_soundscapes if i in soundscapes]
     jobs = [FeatureJob(r.audio_path, plan) for r in train_recs + val_recs]
     jobs += [FeatureJob(soundscapes[i].path) for i in scape_ids]
+    quiet = CropPlan(crops=config.recording_noise_crops, energy_exponent=RECORDING_NOISE_EXPONENT, seed=config.seed)
+    jobs += [FeatureJob(r.audio_path, quiet) for r in train_recs] if config.recording_noise_crops else []
     results = compute_features(jobs, cache=cache, workers=config.feature_workers, progress=progress,
                                description=f"log-mel ({len(jobs)} files)")
-    skipped = [f"{r.path}: {r.reason}" for r in results if isinstance(r, AudioError)]
+    skipped = list(dict.fromkeys(f"{r.path}: {r.reason}" for r in results if isinstance(r, AudioError)))
     n_train, n_val = len(train_recs), len(val_recs)
     train = recording_clips(train_recs, results[:n_train], species=species, config=config, spec=spec)
     train.weights = class_balance_weights(train.targets, power=config.class_weight_power) if len(train) else train.weights
     validation = recording_clips(val_recs, results[n_train:n_train + n_val], species=species, config=config, spec=spec)
-    windows = {i: r for i, r in zip(scape_ids, results[n_train + n_val:], strict=True) if not isinstance(r, AudioError)}
+    n_scapes = len(scape_ids)
+    windows = {i: r for i, r in zip(scape_ids, results[n_train + n_val:n_train + n_val + n_scapes], strict=True)
+               if not isinstance(r, AudioError)}
+    quiet_crops = [r for r in results[n_train + n_val + n_scapes:] if not isinstance(r, AudioError)]
+    recording_noise = ClipStore.from_files([(r.features_path, r.n_clips) for r in quiet_crops],
+                                           clip_shape=(spec.n_mels, spec.clip_frames)) if quiet_crops else None
     val_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.validation_soundscapes], windows,
                                 species=species, spec=spec)
     test_rows = soundscape_clips([r for r in rows if r.soundscape_id in split.test_soundscapes], windows,
@@ -454,6 +466,7 @@ def prepare_training_data(*, data_dir: DataDirs, config: TrainConfig, spec: Feat
     noise = synthetic_noise_bank(spec=spec, count=config.synthetic_noise_clips, seed=config.seed)
     return TrainingData(species=species, split=split, train=train, validation=validation, validation_rows=val_rows,
                         test_rows=test_rows, noise_bank=ClipStore.concatenate([nocall, ClipStore.from_array(noise)]),
+                        recording_noise=recording_noise,
                         test_recordings=[by_key[k] for k in split.test_recordings],
                         skipped=skipped, missing_audio=find_missing_audio(subset_recordings(dataset, config=config)))
 

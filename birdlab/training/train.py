@@ -321,6 +321,11 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     if teacher is not None:  # y = pack_targets(hard, teacher, labelled), for the distillation loss
         train_clips = packed_training_clips(train_clips, targets=teacher, n_labelled=len(data.train))
         validation = packed_validation_clips(validation, targets=teacher)
+    if data.recording_noise is not None and len(data.recording_noise):  # real background: mixed in, not negatives
+        quiet = np.arange(len(data.recording_noise))
+        if len(quiet) > MAX_NOISE_CLIPS:
+            quiet = np.sort(rng.choice(len(quiet), MAX_NOISE_CLIPS, replace=False))
+        noise_bank = np.concatenate([noise_bank, data.recording_noise.read(quiet)])
     train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
     has_validation = len(validation) > 0
     val_ds = make_eval_dataset(validation, batch_size=config.batch_size) if has_validation else None

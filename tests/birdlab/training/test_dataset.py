@@ -200,3 +200,45 @@ def test_test_and_validation_fractions_must_leave_recordings_to_train_on() -> No
     assert side_sizes(3, config=tiny()) == (1, 1) and side_sizes(2, config=tiny()) == (0, 1)
     assert side_sizes(1, config=tiny()) == (0, 0) and side_sizes(20, config=tiny()) == (4, 4)
     assert side_sizes(20, config=dataclasses.replace(tiny(), test_fraction=0.0)) == (0, 4)
+
+
+# --- real background: quiet crops of the training recordings ------------------------------------------------------
+
+def test_quiet_crops_fall_in_the_gaps_between_calls() -> None:
+    from birdlab.features.cache import choose_crop_starts
+    from birdlab.training.dataset import RECORDING_NOISE_EXPONENT
+
+    rate, rng = 1000, np.random.default_rng(3)
+    loud = rng.normal(0, 0.3, 20 * rate)
+    quiet = rng.normal(0, 0.001, 20 * rate)
+    samples = np.concatenate([loud, quiet]).astype(np.float32)  # 20 s of calls, then 20 s of quiet background
+    starts = choose_crop_starts(samples, clip_samples=5 * rate, step_samples=rate, crops=4,
+                                energy_exponent=RECORDING_NOISE_EXPONENT, rng=np.random.default_rng(0))
+    assert len(starts) == 4 and starts.min() >= 20 * rate
+    loud_starts = choose_crop_starts(samples, clip_samples=5 * rate, step_samples=rate, crops=4, energy_exponent=2.0,
+                                     rng=np.random.default_rng(0))
+    assert loud_starts.max() + 5 * rate <= 20 * rate
+
+
+def test_recording_noise_crops_add_real_background_beside_the_negatives_bank(tmp_path):
+    from birdlab.data.synth import SynthConfig, synthesize
+
+    root = tmp_path / "data"  # the quick set with 12-20 s recordings: room for quiet gaps between calls
+    synthesize(dest=root, config=dataclasses.replace(SynthConfig.quick(), recording_seconds=(12.0, 20.0),
+                                                     recording_median_seconds=15.0))
+    spec = FeatureSpec()
+    cache = FeatureCache(spec=spec, root=tmp_path / "cache")
+    config = dataclasses.replace(tiny(), recording_noise_crops=2, crop_energy_exponent=2.0)
+    data = prepare_training_data(data_dir=root, config=config, spec=spec, cache=cache, progress=False)
+    plain = prepare_training_data(data_dir=root, config=dataclasses.replace(tiny(), crop_energy_exponent=2.0),
+                                  spec=spec, cache=cache, progress=False)
+
+    n_train = len(data.split.train_recordings)
+    assert plain.recording_noise is None
+    assert data.recording_noise is not None and n_train <= len(data.recording_noise) <= 2 * n_train
+    assert len(data.noise_bank) == len(plain.noise_bank)  # negatives still come from the nocall/synthetic bank
+    quiet_db = np.asarray(data.recording_noise).mean()
+    crops_db = np.asarray(data.train.features).mean()
+    assert quiet_db < crops_db  # the gaps between calls are quieter than the crops the model learns from
+    with pytest.raises(ConfigError, match="recording_noise_crops"):
+        dataclasses.replace(tiny(), recording_noise_crops=-1)
