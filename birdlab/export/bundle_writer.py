@@ -184,6 +184,7 @@ def export_run(
     (side_dir / "export.json").write_text(json.dumps({
         "run_dir": str(run.run_dir.root), "keras_model": str(run.run_dir.model_path), "variant": variant, "floor": floor,
         "variants": {k: v.path.name for k, v in written.items()},
+        "equivalence_clips": {"source": features.heldout_source, "count": int(len(features.heldout))},
     }, indent=2) + "\n", encoding="utf-8")
 
     if not audits[variant].ok:

@@ -65,7 +65,9 @@ def load_run_features(run: TrainedRun, *, data_dir: DataDirs | None = None) -> R
     """Rebuild the run's training and held-out clips from its config, split and dataset.
 
     data_dir: the dataset root(s) (default: the ones recorded in run_info.json).
-    Held-out: the test soundscape rows, else the validation rows, else the validation recordings.
+    Held-out: the test soundscape rows, else the validation rows, else the validation recordings; a run that
+    holds nothing out (validation_fraction 0, e.g. the real-audio bench, which keeps its own test recordings
+    outside the run's dataset) is compared on its training crops, and heldout_source says so.
     """
     run_dir = run.run_dir.root
     roots = as_roots(data_dir) if data_dir else run.run_dir.read_data_dirs()
@@ -84,6 +86,8 @@ def load_run_features(run: TrainedRun, *, data_dir: DataDirs | None = None) -> R
     candidates = ((data.test_rows, "test soundscape rows"), (data.validation_rows, "validation soundscape rows"),
                   (data.validation, "validation recordings"))
     chosen = next(((clips, name) for clips, name in candidates if len(clips)), None)
+    if chosen is None and run.config.validation_fraction == 0 and run.config.test_fraction == 0:
+        chosen = (data.train, "training crops (the run holds no recording out)")
     if chosen is None:
         raise RunFeaturesError(f"{run_dir}: no held-out clips (test/validation) in {recorded}")
     heldout, truth, source = chosen[0].features, chosen[0].truth, chosen[1]
