@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from birdlab.data.species import Species, load_species
 from birdlab.metrics import average_precision
 from birdlab.teacher.birdnet import default_dest
 from birdlab.teacher.config import TeacherConfig
+from birdlab.teacher.cost import teacher_cost
 from birdlab.teacher.labels import TeacherLabelError, normalise_name, read_teacher_labels, teacher_indices
 from birdlab.teacher.model import TeacherModel
 from birdlab.teacher.targets import TeacherJob, TeacherTargets, compute_teacher_targets
@@ -43,23 +43,6 @@ def _recordings(real_audio: Path, *, subset: str) -> tuple[list[tuple[Path, str]
     names = sorted({r["species_scientific"].strip() for r in rows})
     species = [Species(normalise_name(n), n, n) for n in names]
     return [(real_audio / "species" / r["file"], normalise_name(r["species_scientific"])) for r in rows], species
-
-
-def teacher_cost(config: TeacherConfig, *, spec: FeatureSpec, n_clips: int = 8, repeats: int = 3) -> dict:
-    """The teacher's compute on one core: median ms per 5-s clip (resampling and every sub-window included) over
-    `repeats` passes on seeded noise clips, and per second of audio."""
-    model = TeacherModel.from_config(config)
-    clips = (0.1 * np.random.default_rng(2021).standard_normal((n_clips, spec.clip_samples))).astype(np.float32)
-    model.clip_probabilities(clips[0], sample_rate_hz=spec.sample_rate_hz)  # warm-up
-    passes = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for clip in clips:
-            model.clip_probabilities(clip, sample_rate_hz=spec.sample_rate_hz)
-        passes.append((time.perf_counter() - started) / n_clips)
-    ms_per_clip = 1000 * float(np.median(passes))
-    return {"teacher_ms_per_clip": ms_per_clip, "teacher_ms_per_audio_second": ms_per_clip / spec.clip_seconds,
-            "timing": f"one interpreter thread, median of {repeats} passes over {n_clips} clips"}
 
 
 def run(*, real_audio: Path, teacher_dir: Path, subset: str, workers: int, cache: Path | None = None) -> dict:

@@ -51,12 +51,13 @@ from birdlab.export.bundle_writer import export_run
 from birdlab.metrics import clip_scores, macro_average_precision, padded_cmap, top1_accuracy
 from birdlab.provenance import git_state
 from birdlab.teacher.config import TeacherConfig
+from birdlab.teacher.cost import teacher_cost
 from birdlab.teacher.labels import TeacherLabelError, read_teacher_labels, teacher_indices
 from birdlab.teacher.targets import TeacherJob, TeacherTargets, compute_teacher_targets
 from birdlab.training.config import TrainConfig
 from birdlab.training.train import train
 from edge_runtime.cli import run_argv
-from edge_runtime.spec import FeatureSpec
+from edge_runtime.spec import SPEC_FILENAME, FeatureSpec
 
 MIN_RECORDINGS = 3
 """Species with fewer recordings are left out of the benchmark (one held out, two to train on)."""
@@ -286,6 +287,36 @@ def teacher_clip_scores(teacher: TeacherConfig, files: Sequence[Path], *, specie
     return scores, unmapped, failed
 
 
+COST_TARGET_RATIO = 0.1
+"""Issue 12: the student may cost at most a tenth of the teacher's compute per second of audio."""
+
+
+def compute_cost(teacher: TeacherConfig, *, bundle_dir: Path, work_dir: Path) -> dict[str, Any]:
+    """Compute per second of audio, one thread each: the teacher (birdlab.teacher.cost, resampling included) and
+    the student as the device runs it (`python -m edge_runtime bench` on the bundle: WASM frontend + TF Lite model
+    per window); ratio = student / teacher against COST_TARGET_RATIO."""
+    spec = FeatureSpec.load(bundle_dir / SPEC_FILENAME)
+    taught = teacher_cost(teacher, spec=spec)
+    out = work_dir / "edge_bench.json"
+    done = subprocess.run([sys.executable, "-m", "edge_runtime", "bench", "--bundle", str(bundle_dir), "--out",
+                           str(out)], capture_output=True, text=True, timeout=EDGE_RUN_TIMEOUT_S, check=False,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("EDGE_RUNTIME_")})
+    if done.returncode != 0:
+        raise RealAudioBenchError(f"python -m edge_runtime bench exited with {done.returncode}: "
+                                  f"{done.stderr.strip()[-800:]}")
+    edge = json.loads(out.read_text(encoding="utf-8"))
+    student_ms = (edge["frontend_ms_per_window"] + edge["model_ms_per_window"]) / spec.clip_seconds
+    ratio = student_ms / taught["teacher_ms_per_audio_second"]
+    return {"teacher_ms_per_audio_second": round(taught["teacher_ms_per_audio_second"], 3),
+            "student_ms_per_audio_second": round(student_ms, 3),
+            "student_frontend_ms_per_window": edge["frontend_ms_per_window"],
+            "student_model_ms_per_window": edge["model_ms_per_window"],
+            "student_over_teacher": round(ratio, 4), "target_ratio_max": COST_TARGET_RATIO,
+            "meets_target": ratio <= COST_TARGET_RATIO,
+            "timing": f"teacher: {taught['timing']}; student: python -m edge_runtime bench (one thread, "
+                      "frontend + model per window)"}
+
+
 def _primary_index(recordings: Sequence[Recording], species: Sequence[Species]) -> np.ndarray:
     column = {s.ebird_code: j for j, s in enumerate(species)}
     return np.array([column[r.primary_label] for r in recordings], dtype=np.int64)
@@ -333,7 +364,8 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
     baselines {chance_top1, prevalence_macro_ap, majority_top1}, counts, student_training,
     edge {n_windows, n_detections, files_failed, threshold, top_n}, split, config, git_commit, git_dirty, timings_s;
     with a teacher also teacher {..., unmapped_species, files_failed} and student_distilled (the same config with
-    the teacher: birdlab.training.train's distillation) with student_distilled_training and student_distilled_edge.
+    the teacher: birdlab.training.train's distillation) with student_distilled_training and student_distilled_edge,
+    and cost (compute_cost: the teacher's and the distilled student's ms per second of audio and their ratio).
     A teacher with no output for some species is an error before the distilled student is trained (the teacher's
     figures are computed first and the error lists the species).
     """
@@ -393,6 +425,7 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
                                                 "teacher_temperature": teacher.teacher_temperature}
         result["student_distilled_edge"] = distilled["edge"]
         timings.update({f"student_distilled_{k}": v for k, v in distilled["timings_s"].items()})
+        result["cost"] = compute_cost(teacher, bundle_dir=Path(distilled["training"]["bundle"]), work_dir=work_dir)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     result["timings_s"] = timings
     out = Path(out)
@@ -413,4 +446,9 @@ def describe(result: dict[str, Any]) -> str:
         d = result["student_distilled"]
         text += (f"; teacher macro AP {t['macro_ap']:.3f}, top-1 {t['top1']:.3f}; student distilled from it "
                  f"macro AP {d['macro_ap']:.3f}, top-1 {d['top1']:.3f}")
+        if "cost" in result:
+            c = result["cost"]
+            text += (f"; compute per audio second: student {c['student_ms_per_audio_second']:.2f} ms, teacher "
+                     f"{c['teacher_ms_per_audio_second']:.1f} ms (ratio {c['student_over_teacher']:.3f}, target "
+                     f"<= {c['target_ratio_max']})")
     return text + f"; {result['timings_s']['total_s']:.0f} s"

@@ -19,6 +19,7 @@ from birdlab.agreement.real_audio_bench import (
     EDGE_THRESHOLD,
     RealAudioBenchError,
     baselines,
+    describe,
     held_out_split,
     run_real_audio_bench,
     write_train_root,
@@ -194,6 +195,12 @@ def test_with_a_teacher_the_bench_scores_it_and_a_distilled_student(synthetic_qu
     assert result["student_distilled_edge"]["n_windows"] == result["edge"]["n_windows"]
     config = json.loads((Path(result["student_distilled_training"]["run_dir"]) / "config.json").read_text())
     assert config["teacher"]["teacher_model"] == str(tiny_teacher.model_path)
+    cost = result["cost"]  # both measured in this run, one thread each
+    assert cost["teacher_ms_per_audio_second"] > 0 and cost["student_ms_per_audio_second"] > 0
+    assert cost["student_over_teacher"] == pytest.approx(
+        cost["student_ms_per_audio_second"] / cost["teacher_ms_per_audio_second"], rel=0.01, abs=1e-4)
+    assert cost["meets_target"] == (cost["student_over_teacher"] <= 0.1)
+    assert "compute per audio second" in describe(result)
 
 
 def test_the_real_audio_preset_changes_only_crops_and_schedule():
