@@ -69,60 +69,60 @@ class EdgeSettings:
     """Everything `python -m edge_runtime` can be told; see each field's help."""
 
     bundle: str = setting("", "str", "bundle directory or .tar.gz exported by birdlab (required for run, check, bench)",
-                           metavar="DIR_OR_TAR_GZ")
+                          metavar="DIR_OR_TAR_GZ")
     sources: tuple[str, ...] = setting(
         (), "list",
         "audio source, repeatable: mic[:ALSA_DEVICE] (arecord), file:PATH (wav/flac/ogg/mp3), "
         "dir:PATH (new files in a directory, polled), stdin (raw PCM, see --stdin-format)",
         flag="--source", metavar="SOURCE")
     sink: str = setting("stdout", "str",
-                         "where detections go: an http(s):// URL (POST JSON batches), jsonl:PATH, or stdout",
-                         metavar="URL|jsonl:PATH|stdout")
+                        "where detections go: an http(s):// URL (POST JSON batches), jsonl:PATH, or stdout",
+                        metavar="URL|jsonl:PATH|stdout")
     outbox: Path = setting(Path("edge_outbox.sqlite"), "path",
-                            "SQLite outbox: every detection is committed here before it is sent", metavar="PATH")
+                           "SQLite outbox: every detection is committed here before it is sent", metavar="PATH")
     state: Path | None = setting(None, "path",
-                                  "SQLite file remembering which dir: files are done (default: <outbox>.state)",
-                                  metavar="PATH")
+                                 "SQLite file remembering which dir: files are done (default: <outbox>.state)",
+                                 metavar="PATH")
     status: Path | None = setting(None, "path", "status JSON file, rewritten atomically while running and at exit",
-                                   metavar="PATH")
+                                  metavar="PATH")
     status_interval_s: float = setting(5.0, "float", "seconds between status file rewrites",
-                                        old="status_interval_seconds")
+                                       old="status_interval_seconds")
     device_id: str = setting("", "str", "name of this device in every detection (default: the host name)")
     overlap_s: float = setting(0.0, "float", "overlap of consecutive windows in seconds (0 = back to back; "
-                                "windows must still advance by 0.25 s)", old="overlap_seconds")
+                               "windows must still advance by 0.25 s)", old="overlap_seconds")
     threshold: float | None = setting(None, "float",
-                                       "global confidence threshold in (0, 1) (default: the bundle's threshold)")
+                                      "global confidence threshold in (0, 1) (default: the bundle's threshold)")
     species_thresholds: tuple[tuple[str, float], ...] = setting(
         (), "thresholds", "per-species threshold overriding the global one, repeatable (TOML: a table)",
         flag="--species-threshold", metavar="EBIRD_CODE=VALUE")
     top_n: int = setting(5, "int", "report at most this many species per window (highest confidence first; 0 = all)")
     include_species: tuple[str, ...] = setting((), "list",
-                                                "only report these eBird codes, repeatable or comma-separated",
-                                                flag="--include", metavar="EBIRD_CODE")
+                                               "only report these eBird codes, repeatable or comma-separated",
+                                               flag="--include", metavar="EBIRD_CODE")
     exclude_species: tuple[str, ...] = setting((), "list", "never report these eBird codes, repeatable or comma-separated",
-                                                flag="--exclude", metavar="EBIRD_CODE")
+                                               flag="--exclude", metavar="EBIRD_CODE")
     num_threads: int = setting(1, "int", "TFLite interpreter threads")
     interpreter: str = setting("auto", "str",
-                                "TFLite package: auto (ai_edge_litert, then tflite_runtime), ai_edge_litert, tflite_runtime")
+                               "TFLite package: auto (ai_edge_litert, then tflite_runtime), ai_edge_litert, tflite_runtime")
     frontend_timeout_s: float = setting(0.5, "float", "the WASM frontend is stopped after this long on one window",
-                                         old="frontend_timeout_seconds")
+                                        old="frontend_timeout_seconds")
     stdin_rate_hz: int | None = setting(None, "int", "sample rate of stdin PCM (default: the bundle's rate)")
     stdin_format: str = setting("S16_LE", "str", "stdin PCM sample format: S16_LE, S32_LE or FLOAT_LE")
     stdin_channels: int = setting(1, "int", "interleaved channels of stdin PCM (mixed to mono)")
     mic_rate_hz: int | None = setting(None, "int",
-                                       "rate asked of arecord (default: the bundle's rate; other rates are resampled)")
+                                      "rate asked of arecord (default: the bundle's rate; other rates are resampled)")
     mic_command: str = setting("arecord", "str", "the capture program, called as arecord would be")
     dir_poll_s: float = setting(2.0, "float",
-                                 "seconds between scans of dir: sources; a file is read once its size is "
-                                 "unchanged for 2 scans", old="dir_poll_seconds")
+                                "seconds between scans of dir: sources; a file is read once its size is "
+                                "unchanged for 2 scans", old="dir_poll_seconds")
     delivery: DeliverySettings = section(DeliverySettings, prefix="")
     """How detections are sent (batch_size, timeout_s, backoff_initial_s, backoff_max_s, token_env, token_file,
     ca_file: flat names, as in edge_runtime.delivery)."""
     outbox_limits: OutboxSettings = section(OutboxSettings, prefix="outbox_")
     """Bounds of the outbox at `outbox` (outbox_max_rows, outbox_max_bytes)."""
     flush_deadline_s: float = setting(10.0, "float",
-                                       "run: on SIGTERM/SIGINT, try this long to deliver what is pending; flush: give "
-                                       "up after this long (flush's default: 60)", old="shutdown_flush_seconds")
+                                      "run: on SIGTERM/SIGINT, try this long to deliver what is pending; flush: give "
+                                      "up after this long (flush's default: 60)", old="shutdown_flush_seconds")
     log_format: str = setting("text", "str", "log lines as 'text' or 'json' (one object per line) on stderr")
     log_level: str = setting("INFO", "str", "DEBUG, INFO, WARNING or ERROR")
 
@@ -184,14 +184,16 @@ class EdgeSettings:
 
 def setting_fields() -> tuple[Setting, ...]:
     """Every user-facing setting, flat: EdgeSettings' own fields, then those of its nested sections."""
-    found: list[Setting] = []
-    for f in dataclasses.fields(EdgeSettings):
-        if "kind" in f.metadata:
-            found.append(Setting(f.name, None, f))
-        elif "section" in f.metadata:
-            found += [Setting(f.metadata["prefix"] + sub.name, f.name, sub)
-                      for sub in dataclasses.fields(f.metadata["section"]) if "kind" in sub.metadata]
+    found = [Setting(f.name, None, f) for f in dataclasses.fields(EdgeSettings) if "kind" in f.metadata]
+    for name, f in _sections().items():
+        found += [Setting(f.metadata["prefix"] + sub.name, name, sub)
+                  for sub in dataclasses.fields(f.metadata["section"]) if "kind" in sub.metadata]
     return tuple(found)
+
+
+def _sections() -> dict[str, dataclasses.Field]:
+    """EdgeSettings' nested parts by field name (metadata: the dataclass and the flat-name prefix)."""
+    return {f.name: f for f in dataclasses.fields(EdgeSettings) if "section" in f.metadata}
 
 
 def flag_name(f: Setting) -> str:
@@ -222,14 +224,11 @@ def settings_from_flat(values: Mapping[str, Any]) -> EdgeSettings:
             top[name] = value
         else:
             nested.setdefault(f.section, {})[f.field.name] = value
-    sections = {f.name: f.metadata["section"] for f in dataclasses.fields(EdgeSettings) if "section" in f.metadata}
     try:
         for name, given in nested.items():
-            top[name] = sections[name](**given)
+            top[name] = _sections()[name].metadata["section"](**given)
         return EdgeSettings(**top)
-    except (SinkError, OutboxError) as exc:
-        raise SettingsError(str(exc)) from None
-    except TypeError as exc:
+    except (SinkError, OutboxError, TypeError) as exc:
         raise SettingsError(str(exc)) from None
 
 
@@ -295,7 +294,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: invalid TOML ({exc})") from None
     if isinstance(data.get("edge_runtime"), dict):
         data = data["edge_runtime"]
-    prefixes = {f.name: f.metadata["prefix"] for f in dataclasses.fields(EdgeSettings) if "section" in f.metadata}
+    prefixes = {name: f.metadata["prefix"] for name, f in _sections().items()}
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key in prefixes and isinstance(value, dict):  # [edge_runtime.delivery] batch_size = 20

@@ -186,6 +186,11 @@ class EdgeScores:
     wall_seconds: float
 
 
+def _edge_env() -> dict[str, str]:
+    """This process's environment without EDGE_RUNTIME_* (a user's device settings must not change the bench)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("EDGE_RUNTIME_")}
+
+
 def _edge_command(bundle_dir: Path, files: Sequence[Path], *, work_dir: Path) -> list[str]:
     return run_argv(bundle=bundle_dir, sources=[f"file:{f}" for f in files], sink=f"jsonl:{work_dir / 'detections.jsonl'}",
                     outbox=work_dir / "outbox.sqlite", status=work_dir / "status.json", device_id="real-audio-bench",
@@ -200,7 +205,7 @@ def edge_scores(bundle_dir: Path, files: Sequence[Path], *, codes: Sequence[str]
     for name in ("detections.jsonl", "outbox.sqlite", "outbox.sqlite.state", "status.json"):
         for path in work_dir.glob(f"{name}*"):
             path.unlink()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_RUNTIME_")}
+    env = _edge_env()
     start = time.perf_counter()
     try:
         done = subprocess.run(_edge_command(bundle_dir, files, work_dir=work_dir), capture_output=True, text=True,
@@ -300,7 +305,7 @@ def compute_cost(teacher: TeacherConfig, *, bundle_dir: Path, work_dir: Path) ->
     out = work_dir / "edge_bench.json"
     done = subprocess.run([sys.executable, "-m", "edge_runtime", "bench", "--bundle", str(bundle_dir), "--out",
                            str(out)], capture_output=True, text=True, timeout=EDGE_RUN_TIMEOUT_S, check=False,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("EDGE_RUNTIME_")})
+                          env=_edge_env())
     if done.returncode != 0:
         raise RealAudioBenchError(f"python -m edge_runtime bench exited with {done.returncode}: "
                                   f"{done.stderr.strip()[-800:]}")

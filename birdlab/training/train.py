@@ -169,6 +169,14 @@ def _read_batches(indices: tf.data.Dataset, clips: LabelledClips, *, with_weight
     return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def _read_at_most(store: ClipStore, limit: int, *, rng: np.random.Generator) -> np.ndarray:
+    """Every clip of `store`, or `limit` of them drawn by `rng` (in store order) when it holds more."""
+    keep = np.arange(len(store))
+    if len(keep) > limit:
+        keep = np.sort(rng.choice(len(keep), limit, replace=False))
+    return store.read(keep)
+
+
 def make_train_dataset(clips: LabelledClips, *, config: TrainConfig, spec: FeatureSpec,
                        noise_bank: np.ndarray) -> tf.data.Dataset:
     """Shuffled, batched, augmented (features (b, n_mels, frames, 1), targets (b, n_species), weights (b,)).
@@ -311,10 +319,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     mean_db, std_db = data.train.features.mean_std()
     std_db = std_db or 1.0
     rng = np.random.default_rng([config.seed, 31])
-    keep = np.arange(len(data.noise_bank))
-    if len(keep) > MAX_NOISE_CLIPS:
-        keep = np.sort(rng.choice(len(keep), MAX_NOISE_CLIPS, replace=False))
-    noise_bank = data.noise_bank.read(keep)  # at most MAX_NOISE_CLIPS clips, in memory for the augmentations
+    noise_bank = _read_at_most(data.noise_bank, MAX_NOISE_CLIPS, rng=rng)  # in memory for the augmentations
     labelled_clips = data.train if teacher is None else LabelledClips.concatenate([data.train, teacher.unlabelled])
     train_clips = with_negatives(labelled_clips, noise_bank, fraction=config.negative_fraction, seed=config.seed)
     validation = data.validation
@@ -322,10 +327,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         train_clips = packed_training_clips(train_clips, targets=teacher, n_labelled=len(data.train))
         validation = packed_validation_clips(validation, targets=teacher)
     if data.recording_noise is not None and len(data.recording_noise):  # real background: mixed in, not negatives
-        quiet = np.arange(len(data.recording_noise))
-        if len(quiet) > MAX_NOISE_CLIPS:
-            quiet = np.sort(rng.choice(len(quiet), MAX_NOISE_CLIPS, replace=False))
-        noise_bank = np.concatenate([noise_bank, data.recording_noise.read(quiet)])
+        noise_bank = np.concatenate([noise_bank, _read_at_most(data.recording_noise, MAX_NOISE_CLIPS, rng=rng)])
     train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
     has_validation = len(validation) > 0
     val_ds = make_eval_dataset(validation, batch_size=config.batch_size) if has_validation else None
