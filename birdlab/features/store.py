@@ -137,15 +137,19 @@ class ClipStore:
         for start in range(0, len(self), batch_size):
             yield self.read(np.arange(start, min(start + batch_size, len(self))))
 
-    def mean_std(self) -> tuple[float, float]:
+    def mean_std(self, *, re_clip_max: bool = False) -> tuple[float, float]:
         """Mean and (population) standard deviation of every value, in float64, streamed chunk by chunk.
 
+        re_clip_max: of each value minus its clip's maximum (dB re the clip's peak) instead of the values.
         Chunks are merged with Chan et al.'s pairwise update, so the result does not depend on
         holding the set in memory. Returns (0.0, 0.0) for an empty store.
         """
         count, mean, m2 = 0, 0.0, 0.0
         for chunk in self.batches(batch_size=READ_CHUNK_CLIPS):
-            values = chunk.astype(np.float64).ravel()
+            clips = chunk.astype(np.float64)
+            if re_clip_max:
+                clips -= clips.reshape(len(clips), -1).max(axis=1).reshape((-1,) + (1,) * (clips.ndim - 1))
+            values = clips.ravel()
             n_b, mean_b = values.size, float(values.mean())
             m2_b = float(np.sum((values - mean_b) ** 2))
             total = count + n_b

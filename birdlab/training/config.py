@@ -81,6 +81,10 @@ class TrainConfig:
     """Global batch size (split over the replicas of the strategy)."""
     learning_rate: float = 2e-3
     """Peak learning rate of Adam; cosine decay to 5 % over `epochs`."""
+    weight_average_momentum: float = 0.0
+    """Exponential moving average of the trainable weights, updated after every step with this momentum (e.g.
+    0.999: about the last 1000 steps); the saved model holds the average, not the last step's weights. With an
+    average, early stopping still stops but does not restore the best epoch (the average replaces it). 0 = off."""
     early_stopping_patience: int = 6
     """Epochs without a better validation loss before stopping (best weights are restored)."""
     strategy: str = "auto"
@@ -115,6 +119,7 @@ class TrainConfig:
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(0.0 <= self.weight_average_momentum < 1.0, "weight_average_momentum", "must be in [0, 1)")
         need(self.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
         need(self.feature_workers >= 0, "feature_workers", "must be >= 0")

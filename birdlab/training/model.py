@@ -30,6 +30,7 @@ MAX_DEFAULT_PARAMETERS = 1_000_000
 NORMALISATION_LAYER = "normalise_db"
 MODEL_PRESETS = ("tiny", "default")
 TIME_POOLINGS = ("mean", "max", "mean+max")
+DB_REFERENCES = ("fixed", "window_max")
 
 
 class ModelOpError(ValueError):
@@ -42,6 +43,11 @@ class ModelConfig:
 
     name: str = "default"
     """Preset name, recorded in the run's config.json."""
+    db_reference: str = "fixed"
+    """What 0 dB means to the network. 'fixed': the FeatureSpec's dB as they come (re its fixed db_ref), so a
+    recording's level reaches the network. 'window_max': the graph first subtracts the window's loudest value
+    (MAX_POOL_2D over the whole input, MUL by -1, ADD), so the network sees dB re the window's peak, as librosa's
+    power_to_db(ref=np.max) gives, whatever the recorder's gain. The model input is the FeatureSpec's dB either way."""
     stem_filters: int = 16
     """Filters of the first 3x3 convolution (stride stem_stride)."""
     stem_stride: tuple[int, int] = (2, 2)
@@ -74,6 +80,7 @@ class ModelConfig:
         need(self.head_units >= 0, "head_units", "must be >= 0")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         need(self.time_pooling in TIME_POOLINGS, "time_pooling", f"must be one of {TIME_POOLINGS}")
+        need(self.db_reference in DB_REFERENCES, "db_reference", f"must be one of {DB_REFERENCES}")
         need(0.0 < self.batchnorm_momentum < 1.0, "batchnorm_momentum", "must be in (0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,8 +121,9 @@ def build_model(
     """Build the functional Keras model (uncompiled).
 
     input_shape: (n_mels, frames, 1), i.e. FeatureSpec.input_shape.
-    norm_mean_db, norm_std_db: training-set statistics of the log-mel dB values; the first
-        layer computes (x - mean) / std as x * (1 / std) + (-mean / std).
+    norm_mean_db, norm_std_db: training-set statistics of the log-mel dB values as the normalisation layer
+        sees them (re the window's peak when config.db_reference is 'window_max'); it computes
+        (x - mean) / std as x * (1 / std) + (-mean / std).
     Input: float32 (batch, n_mels, frames, 1) dB. Output: float32 (batch, n_species)
     sigmoid probabilities, in the order of labels.csv.
     """
@@ -133,8 +141,12 @@ def build_model(
         return layers.ReLU(name=f"{name}_relu")(x)
 
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel_db", dtype="float32")
+    x = inputs
+    if config.db_reference == "window_max":  # dB re the window's peak: MAX_POOL_2D, MUL, ADD (broadcast)
+        peak = layers.MaxPooling2D(tuple(input_shape[:2]), name="window_peak")(inputs)
+        x = layers.Add(name="db_re_window_peak")([inputs, layers.Rescaling(-1.0, name="negated_peak")(peak)])
     x = layers.Rescaling(scale=1.0 / float(norm_std_db), offset=-float(norm_mean_db) / float(norm_std_db),
-                         name=NORMALISATION_LAYER)(inputs)
+                         name=NORMALISATION_LAYER)(x)
     x = conv_bn_relu(x, layers.Conv2D(config.stem_filters, config.kernel_size, strides=tuple(config.stem_stride),
                                       padding="same", use_bias=False, name="stem_conv"), "stem")
     if config.stem_pool:

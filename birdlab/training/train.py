@@ -304,6 +304,18 @@ def op_determinism() -> Iterator[None]:
             disable()
 
 
+def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with a cosine decay from `learning_rate` to 5 % over `epochs`; with `weight_average_momentum` > 0 it
+    keeps an exponential moving average of the trainable weights, which `fit` writes into the model at its end."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
+                                                      alpha=0.05)
+    averaged = config.weight_average_momentum > 0
+    return keras.optimizers.Adam(schedule, use_ema=averaged,
+                                 ema_momentum=config.weight_average_momentum if averaged else 0.99)
+
+
 def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir,
                  spec: FeatureSpec, started: datetime, feature_seconds: float, progress: bool,
                  cache: FeatureCache, teacher: RunTeacherTargets | None = None,
@@ -316,7 +328,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     run_dir.start()
     run_dir.write_inputs(config=config, spec=spec, species=data.species, split=data.split)
 
-    mean_db, std_db = data.train.features.mean_std()
+    mean_db, std_db = data.train.features.mean_std(re_clip_max=config.model.db_reference == "window_max")
     std_db = std_db or 1.0
     rng = np.random.default_rng([config.seed, 31])
     noise_bank = _read_at_most(data.noise_bank, MAX_NOISE_CLIPS, rng=rng)  # in memory for the augmentations
@@ -336,15 +348,14 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     with strategy.scope():
         model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
                             norm_mean_db=mean_db, norm_std_db=std_db)
-        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
-                                                          alpha=0.05)
         loss, metric = _loss_and_metric(config)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[metric])
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch), loss=loss, metrics=[metric])
 
     monitor = "val_loss" if has_validation else "loss"
+    averaged = config.weight_average_momentum > 0  # the average replaces the weights at the end of fit
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
-                                      restore_best_weights=True),
+                                      restore_best_weights=not averaged),
         keras.callbacks.ModelCheckpoint(str(run_dir.checkpoints_dir / "best.keras"), monitor=monitor,
                                         save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir.history_path)),
@@ -384,6 +395,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         "epoch_seconds": [round(s, 2) for s in timer.seconds],
         "stopped_by_time_budget": bool(budget is not None and budget.stopped),
         "parameters": int(model.count_params()),
+        "weights": (f"exponential moving average of every step, momentum {config.weight_average_momentum:g}"
+                    if averaged else f"the epoch of the lowest {monitor} (restored by early stopping)"),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
         "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(labelled_clips),
                   "validation": len(data.validation),
@@ -407,4 +420,4 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
                        train_seconds=train_seconds, n_train_clips=len(data.train))
 
 
-__all__ = ["TrainResult", "TrainingData", "make_train_dataset", "select_strategy", "train"]
+__all__ = ["TrainResult", "TrainingData", "make_optimizer", "make_train_dataset", "select_strategy", "train"]

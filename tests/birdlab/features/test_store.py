@@ -85,6 +85,10 @@ def test_streamed_mean_and_std_match_numpy(tmp_path: Path, rng: np.random.Genera
     assert mean == pytest.approx(float(np.mean(whole, dtype=np.float64)), rel=1e-12)
     assert std == pytest.approx(float(np.std(whole, dtype=np.float64)), rel=1e-12)
     assert ClipStore.empty(clip_shape=CLIP_SHAPE).mean_std() == (0.0, 0.0)
+    re_peak = whole.astype(np.float64) - whole.max(axis=(1, 2), keepdims=True)  # each clip re its own maximum
+    mean, std = ClipStore.from_files(files, clip_shape=CLIP_SHAPE).mean_std(re_clip_max=True)
+    assert mean == pytest.approx(float(np.mean(re_peak, dtype=np.float64)), rel=1e-12) and mean < 0
+    assert std == pytest.approx(float(np.std(re_peak, dtype=np.float64)), rel=1e-12)
 
 
 def test_a_changed_or_missing_file_is_named(tmp_path: Path, rng: np.random.Generator) -> None:

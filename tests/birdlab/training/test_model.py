@@ -96,6 +96,39 @@ def test_normalisation_is_inside_the_model(tiny_model: keras.Model, rng: np.rand
     np.testing.assert_allclose(np.asarray(layer(x)), (x - MEAN_DB) / STD_DB, atol=NORMALISATION_ATOL)
 
 
+def test_window_max_reference_makes_the_model_blind_to_the_recorders_gain(rng: np.random.Generator,
+                                                                          tmp_path: Path) -> None:
+    keras.utils.set_random_seed(11)
+    config = dataclasses.replace(model_lib.tiny(), db_reference="window_max")
+    model = model_lib.build_model(config=config, input_shape=SPEC.input_shape, n_species=N_SPECIES,
+                                  norm_mean_db=-30.0, norm_std_db=STD_DB)
+    _randomise_batchnorm(model, rng)
+    x = _log_mel_like(rng, 2)
+    x[1] -= x[1].max() + 7.0  # the second window's peak at -7 dB
+    shifted = x + np.array([-25.0, 12.0], np.float32)[:, None, None, None]  # a quieter and a louder recorder
+    np.testing.assert_allclose(model.predict(shifted, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    layer_in = keras.Model(model.inputs, model.get_layer(model_lib.NORMALISATION_LAYER).output)
+    np.testing.assert_allclose(np.asarray(layer_in.predict(x, verbose=0)), (x - x.max(axis=(1, 2, 3), keepdims=True) + 30.0) / STD_DB,
+                               atol=NORMALISATION_ATOL)
+    fixed = model_lib.build_model(config=model_lib.tiny(), input_shape=SPEC.input_shape, n_species=N_SPECIES,
+                                  norm_mean_db=-30.0, norm_std_db=STD_DB)
+    assert np.abs(fixed.predict(shifted, verbose=0) - fixed.predict(x, verbose=0)).max() > 1e-3  # 'fixed' hears it
+    flatbuffer = model_lib.convert_to_tflite(model)
+    assert model_lib.tflite_op_names(flatbuffer)[0] == "MAX_POOL_2D"
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for window, want in zip(shifted, model.predict(x, verbose=0), strict=True):
+        interpreter.set_tensor(inp["index"], window[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+    (tmp_path / "peak.tflite").write_bytes(flatbuffer)
+    report = audit_tflite(tmp_path / "peak.tflite", floor="1.15.0")
+    assert report.ok, report.to_text()
+    with pytest.raises(ValueError, match="db_reference"):
+        dataclasses.replace(model_lib.tiny(), db_reference="peak")
+
+
 def test_save_load_round_trip_is_bit_identical(tiny_model: keras.Model, tmp_path: Path,
                                                rng: np.random.Generator) -> None:
     tiny_model.save(tmp_path / "model.keras")

@@ -253,6 +253,31 @@ def test_time_budget_stops_after_the_epoch_that_would_overrun(rng: np.random.Gen
 
 
 @pytest.mark.slow
+def test_weight_average_is_the_moving_average_of_every_step_and_ends_in_the_model(rng: np.random.Generator) -> None:
+    import keras
+
+    from birdlab.training.train import make_optimizer
+
+    momentum, steps = 0.9, 12
+    config = dataclasses.replace(tiny(), learning_rate=0.05, epochs=3, weight_average_momentum=momentum)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(make_optimizer(config, steps_per_epoch=steps // config.epochs), "mse")
+    live: list[np.ndarray] = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: live.append(
+        model.get_weights()[0].copy()))
+    x, y = rng.standard_normal((8 * steps // config.epochs, 3)), rng.standard_normal((8 * steps // config.epochs, 1))
+    model.fit(x, y, batch_size=8, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[record])
+    assert len(live) == steps
+    average = live[0]  # the first step starts the average at the weights it produced
+    for weights in live[1:]:
+        average = momentum * average + (1 - momentum) * weights
+    np.testing.assert_allclose(model.get_weights()[0], average, rtol=1e-5, atol=1e-6)
+    assert np.abs(average - live[-1]).max() > 1e-3  # the model holds the average, not the last step
+    with pytest.raises(ConfigError, match="weight_average_momentum"):
+        dataclasses.replace(config, weight_average_momentum=1.0)
+
+
+@pytest.mark.slow
 def test_without_test_soundscapes_the_score_is_on_validation_and_says_so(quick_runs: dict[str, Path],
                                                                           tmp_path: Path) -> None:
     import shutil
