@@ -257,6 +257,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="also score the teacher on the held-out recordings: 'birdnet' (fetched BirdNET v2.4) or a "
                         "JSON file of teacher settings (teacher_model, teacher_labels, ...)")
     r.add_argument("--min-recordings", type=int, default=3, help="species with fewer recordings are left out")
+    r.add_argument("--train-rare-species", action="store_true",
+                   help="train on the species with fewer recordings too, as extra classes that are never scored "
+                        "(top-1 is then over every class of the model)")
     r.add_argument("--work", type=Path, default=None,
                    help="runs, bundles and edge files (default: data/interim/real_audio_bench/<out stem>)")
 
@@ -278,7 +281,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             except (OSError, json.JSONDecodeError) as exc:
                 raise UserError(f"{path}: cannot read teacher settings ({exc})") from None
         result = run_real_audio_bench(data=args.data, out=args.out, config=load_config(args.config), teacher=teacher,
-                                      work_dir=args.work, min_recordings=args.min_recordings)
+                                      work_dir=args.work, min_recordings=args.min_recordings,
+                                      train_rare_species=args.train_rare_species)
         print(describe(result))
         print(f"wrote {args.out}")
         return 0

@@ -86,19 +86,30 @@ class HeldOutSplit:
     test: tuple[Recording, ...]
     """Held-out recordings, scored through the device path."""
     species_left_out: int
-    """Species of the dataset with fewer than min_recordings recordings."""
+    """Species of the dataset with fewer than min_recordings recordings that are neither scored nor trained on."""
+    extra_species: tuple[Species, ...] = ()
+    """Species with fewer than min_recordings recordings that are trained on (all their recordings are in `train`)
+    but never scored: extra classes after `species` in the model's labels (train_rare_species)."""
+
+    @property
+    def model_species(self) -> tuple[Species, ...]:
+        """The model's labels: the scored species, then the extra ones."""
+        return self.species + self.extra_species
 
     def to_dict(self) -> dict[str, Any]:
         """{train, test}: '<primary_label>/<filename>' lists, sorted; plus species_left_out."""
         return {"train": sorted(f"{r.primary_label}/{r.filename}" for r in self.train),
                 "test": sorted(f"{r.primary_label}/{r.filename}" for r in self.test),
-                "species_left_out": self.species_left_out}
+                "species_left_out": self.species_left_out,
+                "extra_species": [s.ebird_code for s in self.extra_species]}
 
 
 def held_out_split(recordings: Sequence[Recording], species: Sequence[Species], *, min_recordings: int = MIN_RECORDINGS,
-                   test_fraction: float = TEST_FRACTION, seed: int) -> HeldOutSplit:
+                   test_fraction: float = TEST_FRACTION, seed: int, train_rare_species: bool = False) -> HeldOutSplit:
     """Stratified, seeded: per species with >= min_recordings recordings (sorted by file name, then shuffled),
-    max(1, round(n * test_fraction)) are held out, the rest trained on. Species keep the order of `species`."""
+    max(1, round(n * test_fraction)) are held out, the rest trained on. Species keep the order of `species`.
+    train_rare_species: every recording of the species with fewer recordings joins the training set under its own
+    label (extra classes, never scored), as external data of other species widens what the network learns."""
     if min_recordings < 2:
         raise RealAudioBenchError(f"min_recordings must be >= 2 (one to train on, one to hold out), got {min_recordings}")
     if not 0.0 < test_fraction < 1.0:
@@ -116,9 +127,13 @@ def held_out_split(recordings: Sequence[Recording], species: Sequence[Species], 
         n_test = min(len(recs) - 1, max(1, round(len(recs) * test_fraction)))
         test += [recs[i] for i in order[:n_test]]
         train += [recs[i] for i in order[n_test:]]
-    present = {s.ebird_code for s in species}
+    kept_codes = {s.ebird_code for s in kept}
+    rare = tuple(s for s in species if s.ebird_code in by_code and s.ebird_code not in kept_codes)
+    if train_rare_species:
+        train += [r for s in rare for r in sorted(by_code[s.ebird_code], key=lambda r: r.filename)]
     return HeldOutSplit(species=kept, train=tuple(train), test=tuple(test),
-                        species_left_out=len({c for c in by_code if c in present}) - len(kept))
+                        species_left_out=0 if train_rare_species else len(rare),
+                        extra_species=rare if train_rare_species else ())
 
 
 def resolve_dataset(data: Path, *, import_root: Path) -> Path:
@@ -158,7 +173,7 @@ def write_train_root(split: HeldOutSplit, *, dataset_root: Path, dest: Path) -> 
         link = dest / SHORT_AUDIO_DIR / r.primary_label / r.filename
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(r.audio_path.resolve())
-    write_species_csv(split.species, dest / "species.csv")
+    write_species_csv(split.model_species, dest / "species.csv")
     return dest
 
 
@@ -240,15 +255,18 @@ def edge_scores(bundle_dir: Path, files: Sequence[Path], *, codes: Sequence[str]
                       files_failed=int(status.get("files_failed", 0)), wall_seconds=wall)
 
 
-def clip_figures(scores: np.ndarray, primary_index: np.ndarray) -> dict[str, Any]:
+def clip_figures(scores: np.ndarray, primary_index: np.ndarray, *, n_scored: int | None = None) -> dict[str, Any]:
     """{top1, macro_ap, padded_cmap, n_species_scored, n_recordings} of recordings with one primary label each.
 
-    scores: (n_recordings, n_species). primary_index: int (n_recordings,)."""
-    truth = np.zeros(scores.shape, dtype=bool)
+    scores: (n_recordings, n_species). primary_index: int (n_recordings,). n_scored: only the first n_scored
+    columns enter macro AP and padded cmAP (the benchmark's species; extra trained-only classes follow them);
+    top-1 is the argmax over every column, as the device would name the species (default: all columns)."""
+    scored = scores[:, :n_scored] if n_scored is not None else scores
+    truth = np.zeros(scored.shape, dtype=bool)
     truth[np.arange(len(primary_index)), primary_index] = True
-    macro = macro_average_precision(truth, scores)
+    macro = macro_average_precision(truth, scored)
     return {"top1": top1_accuracy(primary_index, scores), "macro_ap": macro.value,
-            "padded_cmap": padded_cmap(truth, scores), "n_species_scored": macro.n_scored,
+            "padded_cmap": padded_cmap(truth, scored), "n_species_scored": macro.n_scored,
             "n_recordings": int(len(primary_index))}
 
 
@@ -342,10 +360,10 @@ def _student(config: TrainConfig, *, split: HeldOutSplit, train_root: Path, work
     if not exported.ok:
         raise RealAudioBenchError(f"export of {trained.run_dir} failed:\n{exported.to_text()}")
     export_s = time.perf_counter() - start
-    edge = edge_scores(bundle, [r.audio_path for r in split.test], codes=[s.ebird_code for s in split.species],
-                       work_dir=work_dir / f"edge-{name}")
+    edge = edge_scores(bundle, [r.audio_path for r in split.test],
+                       codes=[s.ebird_code for s in split.model_species], work_dir=work_dir / f"edge-{name}")
     return {
-        "figures": clip_figures(edge.scores, primary),
+        "figures": clip_figures(edge.scores, primary, n_scored=len(split.species)),
         "training": {"epochs_run": trained.epochs_run, "train_clips": trained.n_train_clips,
                      "run_dir": str(trained.run_dir), "bundle": str(bundle)},
         "edge": {"n_windows": edge.n_windows, "n_detections": edge.n_detections, "files_failed": edge.files_failed,
@@ -359,11 +377,13 @@ def _student(config: TrainConfig, *, split: HeldOutSplit, train_root: Path, work
 def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher: TeacherConfig | None = None,
                          work_dir: Path | None = None, import_root: Path | None = None,
                          min_recordings: int = MIN_RECORDINGS, test_fraction: float = TEST_FRACTION,
-                         progress: bool = True) -> dict[str, Any]:
+                         train_rare_species: bool = False, progress: bool = True) -> dict[str, Any]:
     """The whole benchmark (module docstring); writes the JSON to `out` and returns it.
 
     work_dir: runs, bundles, the train root and the edge run's files (default: data/interim/real_audio_bench/<out
     stem>). import_root: where a SOURCES.csv source is imported (default: data/interim/real_audio_import).
+    train_rare_species: the species with fewer than min_recordings recordings are trained on as extra classes
+    (held_out_split); the scores stay those of the benchmark's species, top-1 is over every class of the model.
 
     Keys: n_species, n_train, n_test, student {top1, macro_ap, padded_cmap, n_species_scored, n_recordings},
     baselines {chance_top1, prevalence_macro_ap, majority_top1}, counts, student_training,
@@ -384,7 +404,7 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
     all_species = load_species(species_csv) if species_csv.is_file() else load_species(config.species_csv)
     recordings = [r for r in dataset.recordings() if r.audio_path.is_file()]
     split = held_out_split(recordings, all_species, min_recordings=min_recordings, test_fraction=test_fraction,
-                           seed=config.seed)
+                           seed=config.seed, train_rare_species=train_rare_species)
     if len(split.species) < 2:
         raise RealAudioBenchError(f"{root}: {len(split.species)} species with >= {min_recordings} recordings; "
                                   "the benchmark needs at least 2")
@@ -401,7 +421,10 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
         "baselines": baselines(primary, n_species=len(split.species)),
         "counts": {"recordings_in_dataset": len(recordings), "species_in_dataset": len(all_species),
                    "species_left_out": split.species_left_out, "min_recordings": min_recordings,
-                   "test_fraction": test_fraction},
+                   "test_fraction": test_fraction, "extra_species_trained": len(split.extra_species),
+                   "extra_recordings_trained": len(split.train) - sum(1 for r in split.train
+                                                                      if r.primary_label in
+                                                                      {s.ebird_code for s in split.species})},
         "student_training": student["training"],
         "edge": student["edge"],
         "data": str(root.resolve()),

@@ -19,6 +19,7 @@ from birdlab.agreement.real_audio_bench import (
     EDGE_THRESHOLD,
     RealAudioBenchError,
     baselines,
+    clip_figures,
     describe,
     held_out_split,
     run_real_audio_bench,
@@ -57,6 +58,29 @@ def test_the_split_holds_out_a_third_per_species_and_leaves_out_rare_species():
     assert len(split.train) == 3 + 6 + 4 - 4
     assert split.species_left_out == 1
     assert not {(r.primary_label, r.filename) for r in split.train} & {(r.primary_label, r.filename) for r in split.test}
+
+
+def test_rare_species_can_join_the_training_as_extra_classes_without_changing_what_is_scored():
+    recordings = _recordings({"a": 3, "b": 6, "c": 2, "d": 4})
+    plain = held_out_split(recordings, SPECIES, seed=SEED)
+    split = held_out_split(recordings, SPECIES, seed=SEED, train_rare_species=True)
+    assert split.species == plain.species and split.test == plain.test, "the scored species and held-out files"
+    assert [s.ebird_code for s in split.extra_species] == ["c"] and split.species_left_out == 0
+    assert [s.ebird_code for s in split.model_species] == ["b", "a", "d", "c"], "scored first, extra after"
+    assert set(split.train) - set(plain.train) == {r for r in recordings if r.primary_label == "c"}
+    assert split.to_dict()["extra_species"] == ["c"] and plain.to_dict()["extra_species"] == []
+
+
+def test_extra_classes_count_in_top1_but_not_in_the_scored_ap():
+    # 3 recordings of scored species 0, 1, 0; column 2 is an extra (trained-only) class.
+    scores = np.array([[0.9, 0.1, 0.95],   # the extra class outranks the right species: top-1 wrong
+                       [0.2, 0.8, 0.10],
+                       [0.7, 0.3, 0.20]])
+    primary = np.array([0, 1, 0])
+    figures = clip_figures(scores, primary, n_scored=2)
+    assert figures["top1"] == pytest.approx(2 / 3)
+    assert figures["macro_ap"] == pytest.approx(1.0) and figures["n_species_scored"] == 2
+    assert clip_figures(scores[:, :2], primary)["top1"] == pytest.approx(1.0)
 
 
 def test_the_split_is_seeded_and_independent_of_input_order():
