@@ -96,6 +96,12 @@ class HeldOutSplit:
         """The model's labels: the scored species, then the extra ones."""
         return self.species + self.extra_species
 
+    @property
+    def train_of_scored_species(self) -> tuple[Recording, ...]:
+        """The training recordings of the scored species (all of `train` unless extra species are trained)."""
+        scored = {s.ebird_code for s in self.species}
+        return tuple(r for r in self.train if r.primary_label in scored)
+
     def to_dict(self) -> dict[str, Any]:
         """{train, test}: '<primary_label>/<filename>' lists, sorted; plus species_left_out."""
         return {"train": sorted(f"{r.primary_label}/{r.filename}" for r in self.train),
@@ -422,9 +428,7 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
         "counts": {"recordings_in_dataset": len(recordings), "species_in_dataset": len(all_species),
                    "species_left_out": split.species_left_out, "min_recordings": min_recordings,
                    "test_fraction": test_fraction, "extra_species_trained": len(split.extra_species),
-                   "extra_recordings_trained": len(split.train) - sum(1 for r in split.train
-                                                                      if r.primary_label in
-                                                                      {s.ebird_code for s in split.species})},
+                   "extra_recordings_trained": len(split.train) - len(split.train_of_scored_species)},
         "student_training": student["training"],
         "edge": student["edge"],
         "data": str(root.resolve()),

@@ -68,6 +68,7 @@ def test_rare_species_can_join_the_training_as_extra_classes_without_changing_wh
     assert [s.ebird_code for s in split.extra_species] == ["c"] and split.species_left_out == 0
     assert [s.ebird_code for s in split.model_species] == ["b", "a", "d", "c"], "scored first, extra after"
     assert set(split.train) - set(plain.train) == {r for r in recordings if r.primary_label == "c"}
+    assert split.train_of_scored_species == plain.train == plain.train_of_scored_species
     assert split.to_dict()["extra_species"] == ["c"] and plain.to_dict()["extra_species"] == []
 
 
