@@ -148,7 +148,7 @@ class ClipStore:
         for chunk in self.batches(batch_size=READ_CHUNK_CLIPS):
             clips = chunk.astype(np.float64)
             if re_clip_max:
-                clips -= clips.reshape(len(clips), -1).max(axis=1).reshape((-1,) + (1,) * (clips.ndim - 1))
+                clips -= clips.max(axis=tuple(range(1, clips.ndim)), keepdims=True)
             values = clips.ravel()
             n_b, mean_b = values.size, float(values.mean())
             m2_b = float(np.sum((values - mean_b) ** 2))

@@ -127,6 +127,11 @@ class TrainConfig:
         need(self.teacher is None or isinstance(self.teacher, TeacherConfig), "teacher",
              "must be a TeacherConfig or None")
 
+    @property
+    def averages_weights(self) -> bool:
+        """True when the saved model holds the moving average of the weights (weight_average_momentum > 0)."""
+        return self.weight_average_momentum > 0
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model and augment nested)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

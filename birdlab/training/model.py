@@ -83,6 +83,11 @@ class ModelConfig:
         need(self.db_reference in DB_REFERENCES, "db_reference", f"must be one of {DB_REFERENCES}")
         need(0.0 < self.batchnorm_momentum < 1.0, "batchnorm_momentum", "must be in (0, 1)")
 
+    @property
+    def re_window_peak(self) -> bool:
+        """True when the graph subtracts the window's peak, so its normalisation statistics are of dB re the peak."""
+        return self.db_reference == "window_max"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -142,7 +147,7 @@ def build_model(
 
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel_db", dtype="float32")
     x = inputs
-    if config.db_reference == "window_max":  # dB re the window's peak: MAX_POOL_2D, MUL, ADD (broadcast)
+    if config.re_window_peak:  # dB re the window's peak: MAX_POOL_2D, MUL, ADD (broadcast)
         peak = layers.MaxPooling2D(tuple(input_shape[:2]), name="window_peak")(inputs)
         x = layers.Add(name="db_re_window_peak")([inputs, layers.Rescaling(-1.0, name="negated_peak")(peak)])
     x = layers.Rescaling(scale=1.0 / float(norm_std_db), offset=-float(norm_mean_db) / float(norm_std_db),

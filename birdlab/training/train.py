@@ -311,9 +311,8 @@ def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimi
 
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch,
                                                       alpha=0.05)
-    averaged = config.weight_average_momentum > 0
-    return keras.optimizers.Adam(schedule, use_ema=averaged,
-                                 ema_momentum=config.weight_average_momentum if averaged else 0.99)
+    return keras.optimizers.Adam(schedule, use_ema=config.averages_weights,
+                                 ema_momentum=config.weight_average_momentum if config.averages_weights else 0.99)
 
 
 def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, ...], run_dir: RunDir,
@@ -328,7 +327,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     run_dir.start()
     run_dir.write_inputs(config=config, spec=spec, species=data.species, split=data.split)
 
-    mean_db, std_db = data.train.features.mean_std(re_clip_max=config.model.db_reference == "window_max")
+    mean_db, std_db = data.train.features.mean_std(re_clip_max=config.model.re_window_peak)
     std_db = std_db or 1.0
     rng = np.random.default_rng([config.seed, 31])
     noise_bank = _read_at_most(data.noise_bank, MAX_NOISE_CLIPS, rng=rng)  # in memory for the augmentations
@@ -352,10 +351,9 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch), loss=loss, metrics=[metric])
 
     monitor = "val_loss" if has_validation else "loss"
-    averaged = config.weight_average_momentum > 0  # the average replaces the weights at the end of fit
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
-                                      restore_best_weights=not averaged),
+                                      restore_best_weights=not config.averages_weights),  # the average replaces them
         keras.callbacks.ModelCheckpoint(str(run_dir.checkpoints_dir / "best.keras"), monitor=monitor,
                                         save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir.history_path)),
@@ -396,7 +394,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         "stopped_by_time_budget": bool(budget is not None and budget.stopped),
         "parameters": int(model.count_params()),
         "weights": (f"exponential moving average of every step, momentum {config.weight_average_momentum:g}"
-                    if averaged else f"the epoch of the lowest {monitor} (restored by early stopping)"),
+                    if config.averages_weights else f"the epoch of the lowest {monitor} (restored by early stopping)"),
         "normalisation": {"mean_db": mean_db, "std_db": std_db},
         "clips": {"train": len(data.train), "train_negatives": len(train_clips) - len(labelled_clips),
                   "validation": len(data.validation),
