@@ -31,6 +31,8 @@ NORMALISATION_LAYER = "normalise_db"
 MODEL_PRESETS = ("tiny", "default")
 TIME_POOLINGS = ("mean", "max", "mean+max")
 DB_REFERENCES = ("fixed", "window_max")
+MAX_MEMBERS = 8
+OUTPUT_LAYER = "species"
 
 
 class ModelOpError(ValueError):
@@ -67,6 +69,11 @@ class ModelConfig:
     or 'mean+max' (their sum: a short call in a long window still counts)."""
     batchnorm_momentum: float = 0.9
     """Momentum of the BatchNorm moving statistics (0.9 settles within an epoch of a small dataset)."""
+    members: int = 1
+    """Independently initialised copies of the network after the shared normalisation, whose sigmoid outputs the
+    graph averages (ADD, MUL): an ensemble in one TF Lite model. Training gives each member its own loss on the
+    same batches (`member_outputs_model`), so they stay different models; the model's cost grows about
+    `members` times. 1 = a single network, layer names unchanged."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, what: str) -> None:
@@ -82,6 +89,7 @@ class ModelConfig:
         need(self.time_pooling in TIME_POOLINGS, "time_pooling", f"must be one of {TIME_POOLINGS}")
         need(self.db_reference in DB_REFERENCES, "db_reference", f"must be one of {DB_REFERENCES}")
         need(0.0 < self.batchnorm_momentum < 1.0, "batchnorm_momentum", "must be in (0, 1)")
+        need(1 <= self.members <= MAX_MEMBERS, "members", f"must be in [1, {MAX_MEMBERS}]")
 
     @property
     def re_window_peak(self) -> bool:
@@ -145,6 +153,33 @@ def build_model(
         x = layers.BatchNormalization(momentum=config.batchnorm_momentum, name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
 
+    def network(x, p: str, output_name: str):  # p: the member's layer-name prefix ("" for a single network)
+        x = conv_bn_relu(x, layers.Conv2D(config.stem_filters, config.kernel_size, strides=tuple(config.stem_stride),
+                                          padding="same", use_bias=False, name=f"{p}stem_conv"), f"{p}stem")
+        if config.stem_pool:
+            x = layers.MaxPooling2D(2, name=f"{p}stem_pool")(x)
+        for i, filters in enumerate(config.block_filters):
+            x = conv_bn_relu(x, layers.DepthwiseConv2D(config.kernel_size, padding="same", use_bias=False,
+                                                       name=f"{p}block{i}_dw"), f"{p}block{i}_dw")
+            x = conv_bn_relu(x, layers.Conv2D(filters, 1, use_bias=False, name=f"{p}block{i}_pw"), f"{p}block{i}_pw")
+            if x.shape[1] >= 2 and x.shape[2] >= 2:
+                x = layers.MaxPooling2D(2, name=f"{p}block{i}_pool")(x)
+        # Pooling layers, not reductions: AVERAGE_POOL_2D / MAX_POOL_2D / ADD / RESHAPE in TF Lite.
+        n_bands, n_steps, channels = x.shape[1], x.shape[2], x.shape[3]
+        x = layers.AveragePooling2D((n_bands, 1), name=f"{p}mel_mean")(x) if n_bands > 1 else x
+        pooled = []
+        if config.time_pooling in ("mean", "mean+max"):
+            pooled.append(layers.AveragePooling2D((1, n_steps), name=f"{p}time_mean")(x))
+        if config.time_pooling in ("max", "mean+max"):
+            pooled.append(layers.MaxPooling2D((1, n_steps), name=f"{p}time_max")(x))
+        x = layers.Add(name=f"{p}time_mean_plus_max")(pooled) if len(pooled) > 1 else pooled[0]
+        x = layers.Reshape((channels,), name=f"{p}flatten")(x)
+        if config.head_units:
+            x = layers.Dropout(config.dropout, name=f"{p}head_dropout")(x)
+            x = layers.Dense(config.head_units, activation="relu", name=f"{p}head")(x)
+        x = layers.Dropout(config.dropout, name=f"{p}out_dropout")(x)
+        return layers.Dense(n_species, activation="sigmoid", name=output_name)(x)
+
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel_db", dtype="float32")
     x = inputs
     if config.re_window_peak:  # dB re the window's peak: MAX_POOL_2D, MUL, ADD (broadcast)
@@ -152,32 +187,30 @@ def build_model(
         x = layers.Add(name="db_re_window_peak")([inputs, layers.Rescaling(-1.0, name="negated_peak")(peak)])
     x = layers.Rescaling(scale=1.0 / float(norm_std_db), offset=-float(norm_mean_db) / float(norm_std_db),
                          name=NORMALISATION_LAYER)(x)
-    x = conv_bn_relu(x, layers.Conv2D(config.stem_filters, config.kernel_size, strides=tuple(config.stem_stride),
-                                      padding="same", use_bias=False, name="stem_conv"), "stem")
-    if config.stem_pool:
-        x = layers.MaxPooling2D(2, name="stem_pool")(x)
-    for i, filters in enumerate(config.block_filters):
-        x = conv_bn_relu(x, layers.DepthwiseConv2D(config.kernel_size, padding="same", use_bias=False,
-                                                   name=f"block{i}_dw"), f"block{i}_dw")
-        x = conv_bn_relu(x, layers.Conv2D(filters, 1, use_bias=False, name=f"block{i}_pw"), f"block{i}_pw")
-        if x.shape[1] >= 2 and x.shape[2] >= 2:
-            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    # Pooling layers, not reductions: AVERAGE_POOL_2D / MAX_POOL_2D / ADD / RESHAPE in TF Lite.
-    n_bands, n_steps, channels = x.shape[1], x.shape[2], x.shape[3]
-    x = layers.AveragePooling2D((n_bands, 1), name="mel_mean")(x) if n_bands > 1 else x
-    pooled = []
-    if config.time_pooling in ("mean", "mean+max"):
-        pooled.append(layers.AveragePooling2D((1, n_steps), name="time_mean")(x))
-    if config.time_pooling in ("max", "mean+max"):
-        pooled.append(layers.MaxPooling2D((1, n_steps), name="time_max")(x))
-    x = layers.Add(name="time_mean_plus_max")(pooled) if len(pooled) > 1 else pooled[0]
-    x = layers.Reshape((channels,), name="flatten")(x)
-    if config.head_units:
-        x = layers.Dropout(config.dropout, name="head_dropout")(x)
-        x = layers.Dense(config.head_units, activation="relu", name="head")(x)
-    x = layers.Dropout(config.dropout, name="out_dropout")(x)
-    outputs = layers.Dense(n_species, activation="sigmoid", name="species")(x)
+    if config.members == 1:
+        outputs = network(x, "", OUTPUT_LAYER)
+    else:  # the mean of the members' probabilities: ADD, then MUL by 1 / members
+        members = [network(x, f"m{k}_", member_output_name(k)) for k in range(config.members)]
+        outputs = layers.Rescaling(1.0 / config.members, name=OUTPUT_LAYER)(layers.Add(name="member_sum")(members))
     return keras.Model(inputs, outputs, name=f"birdlab_{config.name}")
+
+
+def member_output_name(k: int) -> str:
+    """Layer name of member k's sigmoid output in a model of several members."""
+    return f"m{k}_{OUTPUT_LAYER}"
+
+
+def member_outputs_model(model: keras.Model, *, members: int) -> keras.Model:
+    """The model to fit when it has several members: the same layers (weights shared with `model`), the members'
+    probabilities side by side as output, (batch, members * n_species), member k in columns
+    [k * n_species, (k + 1) * n_species). Fit it on targets tiled `members` times (`tile_targets`): binary
+    cross-entropy over that row is the mean of the members' own losses. With one member, `model` itself."""
+    import keras
+
+    if members == 1:
+        return model
+    outputs = [model.get_layer(member_output_name(k)).output for k in range(members)]
+    return keras.Model(model.inputs, keras.layers.Concatenate(name="members")(outputs), name=f"{model.name}_members")
 
 
 def normalisation_of(model: keras.Model) -> tuple[float, float]:

@@ -41,7 +41,7 @@ from birdlab.training.dataset import (
     with_negatives,
 )
 from birdlab.training.evaluate import describe_metrics, evaluate_run
-from birdlab.training.model import build_model
+from birdlab.training.model import build_model, member_outputs_model
 from birdlab.training.run_dir import RunDir
 from birdlab.training.teacher_targets import (
     RunTeacherTargets,
@@ -225,6 +225,21 @@ def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Datas
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
 
 
+def tile_targets(ds: tf.data.Dataset, *, members: int) -> tf.data.Dataset:
+    """(features, targets (b, n)[, weights]) -> (features, targets tiled to (b, members * n)[, weights]): the
+    targets of `member_outputs_model`, each member's columns the same targets. members == 1 returns `ds`."""
+    import tensorflow as tf
+
+    if members == 1:
+        return ds
+
+    @tf.autograph.experimental.do_not_convert
+    def tile(features: tf.Tensor, targets: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return (features, tf.tile(targets, [1, members]), *rest)
+
+    return ds.map(tile, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def epoch_timer_callback() -> keras.callbacks.Callback:
     """Records each epoch's wall-clock seconds (training and validation) in `.seconds`."""
     import keras
@@ -339,16 +354,21 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         validation = packed_validation_clips(validation, targets=teacher)
     if data.recording_noise is not None and len(data.recording_noise):  # real background: mixed in, not negatives
         noise_bank = np.concatenate([noise_bank, _read_at_most(data.recording_noise, MAX_NOISE_CLIPS, rng=rng)])
-    train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
+    members = config.model.members  # several: each member fits its own copy of the targets (tile_targets)
+    train_ds = tile_targets(make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank),
+                            members=members)
     has_validation = len(validation) > 0
-    val_ds = make_eval_dataset(validation, batch_size=config.batch_size) if has_validation else None
+    val_ds = (tile_targets(make_eval_dataset(validation, batch_size=config.batch_size), members=members)
+              if has_validation else None)
     steps_per_epoch = max(1, len(train_clips) // config.batch_size)
 
     with strategy.scope():
         model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
                             norm_mean_db=mean_db, norm_std_db=std_db)
+        fit_model = member_outputs_model(model, members=members)  # shares model's weights
         loss, metric = _loss_and_metric(config)
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch), loss=loss, metrics=[metric])
+        fit_model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch), loss=loss,
+                          metrics=[metric])
 
     monitor = "val_loss" if has_validation else "loss"
     callbacks = [
@@ -365,7 +385,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     timer = epoch_timer_callback()
     callbacks.append(timer)
     fit_start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+    history = fit_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if progress else 0)
     train_seconds = time.perf_counter() - fit_start
     model.save(run_dir.model_path)

@@ -152,3 +152,39 @@ def test_invalid_configs_are_refused() -> None:
                               norm_mean_db=0.0, norm_std_db=1.0)
     with pytest.raises(ValueError, match="unknown model preset"):
         model_lib.preset("huge")
+
+
+def test_members_are_averaged_inside_one_tflite_graph(rng: np.random.Generator, tmp_path: Path) -> None:
+    keras.utils.set_random_seed(5)
+    members = 3
+    config = dataclasses.replace(model_lib.tiny(), members=members)
+    model = model_lib.build_model(config=config, input_shape=SPEC.input_shape, n_species=N_SPECIES,
+                                  norm_mean_db=MEAN_DB, norm_std_db=STD_DB)
+    _randomise_batchnorm(model, rng)
+    fit_model = model_lib.member_outputs_model(model, members=members)
+    assert fit_model.output_shape == (None, members * N_SPECIES) and model.output_shape == (None, N_SPECIES)
+    assert fit_model.count_params() == model.count_params()  # the same weights, not copies
+    assert model_lib.normalisation_of(model) == pytest.approx((MEAN_DB, STD_DB))  # one normalisation, shared
+    x = _log_mel_like(rng, 4)
+    each = fit_model.predict(x, verbose=0).reshape(len(x), members, N_SPECIES)
+    np.testing.assert_allclose(model.predict(x, verbose=0), each.mean(axis=1), atol=1e-6)
+    assert np.abs(each[:, 0] - each[:, 1]).max() > 1e-3  # independently initialised, not one network thrice
+    assert model_lib.member_outputs_model(model_lib.build_model(
+        config=model_lib.tiny(), input_shape=SPEC.input_shape, n_species=N_SPECIES, norm_mean_db=MEAN_DB,
+        norm_std_db=STD_DB), members=1).get_layer(model_lib.OUTPUT_LAYER)  # one member: the model, names unchanged
+    flatbuffer = model_lib.convert_to_tflite(model)
+    ops = model_lib.tflite_op_names(flatbuffer)
+    assert ops.count("LOGISTIC") == members and ops.count("MUL") == 2  # the normalisation and the 1 / members
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for window, want in zip(x, each.mean(axis=1), strict=True):
+        interpreter.set_tensor(inp["index"], window[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+    (tmp_path / "members.tflite").write_bytes(flatbuffer)
+    report = audit_tflite(tmp_path / "members.tflite", floor="1.15.0")
+    assert report.ok, report.to_text()
+    for bad in (0, model_lib.MAX_MEMBERS + 1):
+        with pytest.raises(ValueError, match="members"):
+            dataclasses.replace(model_lib.tiny(), members=bad)

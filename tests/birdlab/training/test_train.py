@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from birdlab.data.birdclef2021 import BirdCLEF2021
+from birdlab.teacher.config import TeacherConfig
 from birdlab.training.augment import AugmentConfig
 from birdlab.training.config import ConfigError, TrainConfig, load_config, tiny
 from birdlab.training.dataset import build_split, class_balance_weights, usable_recordings
@@ -275,6 +276,49 @@ def test_weight_average_is_the_moving_average_of_every_step_and_ends_in_the_mode
     assert np.abs(average - live[-1]).max() > 1e-3  # the model holds the average, not the last step
     with pytest.raises(ConfigError, match="weight_average_momentum"):
         dataclasses.replace(config, weight_average_momentum=1.0)
+
+
+def test_tiled_targets_give_each_member_its_own_loss(rng: np.random.Generator) -> None:
+    import keras
+    import tensorflow as tf
+
+    from birdlab.training.train import tile_targets
+
+    members, n = 3, 4
+    y = rng.integers(0, 2, (5, n)).astype(np.float32)
+    weights = rng.uniform(0.5, 2.0, 5).astype(np.float32)
+    probabilities = rng.uniform(0.05, 0.95, (5, members, n)).astype(np.float32)
+    batch = tf.data.Dataset.from_tensors((np.zeros((5, 2), np.float32), y, weights))
+    _, tiled, tiled_weights = next(iter(tile_targets(batch, members=members)))
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=0.05)
+    together = float(loss(tiled, probabilities.reshape(5, members * n), sample_weight=tiled_weights))
+    apart = [float(loss(y, probabilities[:, k], sample_weight=weights)) for k in range(members)]
+    assert together == pytest.approx(np.mean(apart), rel=1e-5)
+    assert tile_targets(batch, members=1) is batch
+
+
+@pytest.mark.slow
+def test_a_run_of_several_members_saves_their_average(quick_runs: dict[str, Path], tmp_path: Path,
+                                                     rng: np.random.Generator) -> None:
+    import keras
+
+    from birdlab.training.model import member_outputs_model
+    from birdlab.training.train import train
+
+    members = 2
+    config = dataclasses.replace(tiny(), model=dataclasses.replace(tiny().model, members=members))
+    train(config=config, data_dir=quick_runs["data"], out_dir=tmp_path / "run", cache_root=quick_runs["cache"],
+          progress=False)
+    single = json.loads((quick_runs["a"] / "run_info.json").read_text(encoding="utf-8"))["parameters"]
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text(encoding="utf-8"))["parameters"] == members * single
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    x = rng.uniform(-80.0, 0.0, (3, *SPEC.input_shape)).astype(np.float32)
+    each = member_outputs_model(model, members=members).predict(x, verbose=0).reshape(3, members, -1)
+    assert model.output_shape == (None, each.shape[-1])
+    np.testing.assert_allclose(model.predict(x, verbose=0), each.mean(axis=1), atol=1e-6)
+    assert np.abs(each[:, 0] - each[:, 1]).max() > 1e-4  # two trained networks, not one
+    with pytest.raises(ConfigError, match="members"):
+        dataclasses.replace(config, teacher=TeacherConfig(teacher_model="t.tflite", teacher_labels="l.txt"))
 
 
 @pytest.mark.slow
