@@ -98,17 +98,27 @@ def distillation_loss(*, teacher_weight: float, teacher_temperature: float = 1.0
 @keras.saving.register_keras_serializable(package="birdlab")
 class HardLabelAUC(keras.metrics.AUC):
     """Keras' AUC on the hard-label part of y_true = pack_targets(...) (n, 2 * n_species + 1), over labelled
-    clips only: the same figure as AUC(y_hard, y_pred) on a run without a teacher. y_pred: (n, n_species)."""
+    clips only: the same figure as AUC(y_hard, y_pred) on a run without a teacher. y_pred: (n, n_species), or
+    (n, members * n_species) for a model of several members (birdlab.training.members), whose mean is scored."""
+
+    def __init__(self, *, members: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.members = int(members)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
+        if self.members > 1:
+            y_pred = ops.mean(ops.reshape(y_pred, (-1, self.members, y_pred.shape[-1] // self.members)), axis=1)
         y_true = ops.cast(y_true, y_pred.dtype)
         n_species = y_pred.shape[-1]
         labelled = y_true[..., 2 * n_species]
         weight = labelled if sample_weight is None else ops.cast(sample_weight, y_pred.dtype) * labelled
         return super().update_state(y_true[..., :n_species], y_pred, sample_weight=weight)
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "members": self.members}
 
-def hard_label_pr_auc(*, name: str = "pr_auc") -> HardLabelAUC:
+
+def hard_label_pr_auc(*, name: str = "pr_auc", members: int = 1) -> HardLabelAUC:
     """The PR-AUC training metric of a distilled run (the name a run without a teacher logs)."""
-    return HardLabelAUC(curve="PR", multi_label=True, name=name)
+    return HardLabelAUC(curve="PR", multi_label=True, name=name, members=members)

@@ -126,9 +126,6 @@ class TrainConfig:
         need(self.max_train_seconds is None or self.max_train_seconds > 0, "max_train_seconds", "must be > 0 or null")
         need(self.teacher is None or isinstance(self.teacher, TeacherConfig), "teacher",
              "must be a TeacherConfig or None")
-        need(self.teacher is None or self.model.members == 1, "teacher",
-             f"cannot be used with a model of several members (model.members = {self.model.members}); "
-             "distil into a single network (model.members = 1)")
 
     @property
     def averages_weights(self) -> bool:

@@ -72,8 +72,8 @@ class ModelConfig:
     members: int = 1
     """Independently initialised copies of the network after the shared normalisation, whose sigmoid outputs the
     graph averages (ADD, MUL): an ensemble in one TF Lite model. Training gives each member its own loss on the
-    same batches (`member_outputs_model`), so they stay different models; the model's cost grows about
-    `members` times. 1 = a single network, layer names unchanged."""
+    same batches (`member_outputs_model`, birdlab.training.members), so they stay different models; the model's
+    cost grows about `members` times. 1 = a single network, layer names unchanged."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, what: str) -> None:
@@ -203,8 +203,8 @@ def member_output_name(k: int) -> str:
 def member_outputs_model(model: keras.Model, *, members: int) -> keras.Model:
     """The model to fit when it has several members: the same layers (weights shared with `model`), the members'
     probabilities side by side as output, (batch, members * n_species), member k in columns
-    [k * n_species, (k + 1) * n_species). Fit it on targets tiled `members` times (`tile_targets`): binary
-    cross-entropy over that row is the mean of the members' own losses. With one member, `model` itself."""
+    [k * n_species, (k + 1) * n_species), with a birdlab.training.members.MemberMeanLoss. With one member, `model`
+    itself."""
     import keras
 
     if members == 1:

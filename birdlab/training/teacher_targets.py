@@ -224,13 +224,15 @@ def _pack(*, hard: np.ndarray, teacher: np.ndarray, labelled: np.ndarray) -> np.
     return _distill().pack_targets(hard=hard, teacher=teacher, labelled=labelled)
 
 
-def distillation_loss_and_metric(teacher: TeacherConfig, *, label_smoothing: float) -> tuple[Any, Any]:
-    """(distillation_loss, PR AUC on the hard labels of labelled clips) to compile the student with."""
+def distillation_loss_and_metric(teacher: TeacherConfig, *, label_smoothing: float,
+                                 members: int = 1) -> tuple[Any, Any]:
+    """(distillation_loss, PR AUC on the hard labels of labelled clips) to compile the student with; the metric
+    scores the mean of `members` members' probabilities (the loss of each member: birdlab.training.members)."""
     distill = _distill()
     return (distill.distillation_loss(teacher_weight=teacher.teacher_weight,
                                       teacher_temperature=teacher.teacher_temperature,
                                       label_smoothing=label_smoothing),
-            distill.hard_label_pr_auc())
+            distill.hard_label_pr_auc(members=members))
 
 
 # -- the teacher's own figures ---------------------------------------------------------------------

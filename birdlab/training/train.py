@@ -225,21 +225,6 @@ def make_eval_dataset(clips: LabelledClips, *, batch_size: int) -> tf.data.Datas
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_dataset_options())
 
 
-def tile_targets(ds: tf.data.Dataset, *, members: int) -> tf.data.Dataset:
-    """(features, targets (b, n)[, weights]) -> (features, targets tiled to (b, members * n)[, weights]): the
-    targets of `member_outputs_model`, each member's columns the same targets. members == 1 returns `ds`."""
-    import tensorflow as tf
-
-    if members == 1:
-        return ds
-
-    @tf.autograph.experimental.do_not_convert
-    def tile(features: tf.Tensor, targets: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        return (features, tf.tile(targets, [1, members]), *rest)
-
-    return ds.map(tile, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
 def epoch_timer_callback() -> keras.callbacks.Callback:
     """Records each epoch's wall-clock seconds (training and validation) in `.seconds`."""
     import keras
@@ -291,13 +276,26 @@ def train(*, config: TrainConfig, data_dir: DataDirs, out_dir: str | Path, spec:
 
 
 def _loss_and_metric(config: TrainConfig) -> tuple[keras.losses.Loss, keras.metrics.Metric]:
-    """Binary cross-entropy and PR AUC; with a teacher, the distillation loss and PR AUC on the hard labels."""
+    """Binary cross-entropy and PR AUC; with a teacher, the distillation loss and PR AUC on the hard labels. For a
+    model of several members, each member's own loss, averaged (MemberMeanLoss), and PR AUC of their mean."""
     import keras
 
-    if config.teacher is None:
-        return (keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-                keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc"))
-    return distillation_loss_and_metric(config.teacher, label_smoothing=config.label_smoothing)
+    members = config.model.members
+    if config.teacher is not None:
+        loss, metric = distillation_loss_and_metric(config.teacher, label_smoothing=config.label_smoothing,
+                                                    members=members)
+    else:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+        metric = keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")
+        if members > 1:
+            from birdlab.training.members import MemberMeanAUC
+
+            metric = MemberMeanAUC(members=members, curve="PR", multi_label=True, name="pr_auc")
+    if members > 1:
+        from birdlab.training.members import MemberMeanLoss
+
+        loss = MemberMeanLoss(loss, members=members)
+    return loss, metric
 
 
 @contextmanager
@@ -354,18 +352,15 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
         validation = packed_validation_clips(validation, targets=teacher)
     if data.recording_noise is not None and len(data.recording_noise):  # real background: mixed in, not negatives
         noise_bank = np.concatenate([noise_bank, _read_at_most(data.recording_noise, MAX_NOISE_CLIPS, rng=rng)])
-    members = config.model.members  # several: each member fits its own copy of the targets (tile_targets)
-    train_ds = tile_targets(make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank),
-                            members=members)
+    train_ds = make_train_dataset(train_clips, config=config, spec=spec, noise_bank=noise_bank)
     has_validation = len(validation) > 0
-    val_ds = (tile_targets(make_eval_dataset(validation, batch_size=config.batch_size), members=members)
-              if has_validation else None)
+    val_ds = make_eval_dataset(validation, batch_size=config.batch_size) if has_validation else None
     steps_per_epoch = max(1, len(train_clips) // config.batch_size)
 
     with strategy.scope():
         model = build_model(config=config.model, input_shape=spec.input_shape, n_species=len(data.species),
                             norm_mean_db=mean_db, norm_std_db=std_db)
-        fit_model = member_outputs_model(model, members=members)  # shares model's weights
+        fit_model = member_outputs_model(model, members=config.model.members)  # shares model's weights
         loss, metric = _loss_and_metric(config)
         fit_model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch), loss=loss,
                           metrics=[metric])

@@ -208,3 +208,25 @@ def test_the_model_card_states_the_teacher_and_its_terms():
     assert "## Teacher" in card and "Distilled from BirdNET v2.4" in card
     assert "NonCommercial-ShareAlike" in card and "carries those terms" in card
     assert "teacher on test: macro AP 0.9" in card
+
+
+@pytest.mark.slow
+def test_a_student_of_several_members_is_distilled_member_by_member(task, teacher, caches, tmp_path):
+    import json
+
+    import keras
+
+    from birdlab.training.model import member_outputs_model
+    from birdlab.training.train import train
+
+    config = student(teacher=teacher)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, members=2))
+    train(config=config, data_dir=task.labelled_dir, out_dir=tmp_path / "run", cache_root=caches["features"],
+          teacher_cache_root=caches["teacher"], progress=False)
+    history = (tmp_path / "run" / "history.csv").read_text(encoding="utf-8").splitlines()
+    assert "pr_auc" in history[0].split(",") and len(history) == 1 + config.epochs
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text(encoding="utf-8"))["teacher"] is not None
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    x = np.random.default_rng(3).uniform(-80.0, 0.0, (2, *SPEC.input_shape)).astype(np.float32)
+    each = member_outputs_model(model, members=2).predict(x, verbose=0).reshape(2, 2, -1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), each.mean(axis=1), atol=1e-6)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from birdlab.data.birdclef2021 import BirdCLEF2021
-from birdlab.teacher.config import TeacherConfig
 from birdlab.training.augment import AugmentConfig
 from birdlab.training.config import ConfigError, TrainConfig, load_config, tiny
 from birdlab.training.dataset import build_split, class_balance_weights, usable_recordings
@@ -278,25 +277,6 @@ def test_weight_average_is_the_moving_average_of_every_step_and_ends_in_the_mode
         dataclasses.replace(config, weight_average_momentum=1.0)
 
 
-def test_tiled_targets_give_each_member_its_own_loss(rng: np.random.Generator) -> None:
-    import keras
-    import tensorflow as tf
-
-    from birdlab.training.train import tile_targets
-
-    members, n = 3, 4
-    y = rng.integers(0, 2, (5, n)).astype(np.float32)
-    weights = rng.uniform(0.5, 2.0, 5).astype(np.float32)
-    probabilities = rng.uniform(0.05, 0.95, (5, members, n)).astype(np.float32)
-    batch = tf.data.Dataset.from_tensors((np.zeros((5, 2), np.float32), y, weights))
-    _, tiled, tiled_weights = next(iter(tile_targets(batch, members=members)))
-    loss = keras.losses.BinaryCrossentropy(label_smoothing=0.05)
-    together = float(loss(tiled, probabilities.reshape(5, members * n), sample_weight=tiled_weights))
-    apart = [float(loss(y, probabilities[:, k], sample_weight=weights)) for k in range(members)]
-    assert together == pytest.approx(np.mean(apart), rel=1e-5)
-    assert tile_targets(batch, members=1) is batch
-
-
 @pytest.mark.slow
 def test_a_run_of_several_members_saves_their_average(quick_runs: dict[str, Path], tmp_path: Path,
                                                      rng: np.random.Generator) -> None:
@@ -317,8 +297,6 @@ def test_a_run_of_several_members_saves_their_average(quick_runs: dict[str, Path
     assert model.output_shape == (None, each.shape[-1])
     np.testing.assert_allclose(model.predict(x, verbose=0), each.mean(axis=1), atol=1e-6)
     assert np.abs(each[:, 0] - each[:, 1]).max() > 1e-4  # two trained networks, not one
-    with pytest.raises(ConfigError, match="members"):
-        dataclasses.replace(config, teacher=TeacherConfig(teacher_model="t.tflite", teacher_labels="l.txt"))
 
 
 @pytest.mark.slow
