@@ -401,6 +401,7 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
     figures are computed first and the error lists the species).
     """
     started = time.perf_counter()
+    git = git_state()  # the code this process runs: read before a long training, in which the tree may change
     work_dir = Path(work_dir) if work_dir is not None else paths.INTERIM_DIR / "real_audio_bench" / Path(out).stem
     work_dir.mkdir(parents=True, exist_ok=True)
     root = resolve_dataset(Path(data), import_root=import_root or paths.INTERIM_DIR / "real_audio_import")
@@ -418,7 +419,6 @@ def run_real_audio_bench(*, data: Path, out: Path, config: TrainConfig, teacher:
     primary = _primary_index(split.test, split.species)
     student = _student(config, split=split, train_root=train_root, work_dir=work_dir, name="student", primary=primary,
                        progress=progress)
-    git = git_state()
     result: dict[str, Any] = {
         "n_species": len(split.species),
         "n_train": len(split.train),

@@ -334,6 +334,7 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
                  teacher_cache_root: str | Path | None = None) -> TrainResult:
     import keras
 
+    git = git_state()  # the code this process runs: read before fit, in which the working tree may change
     keras.utils.set_random_seed(config.seed)
     strategy = select_strategy(config.strategy)
 
@@ -385,7 +386,6 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     train_seconds = time.perf_counter() - fit_start
     model.save(run_dir.model_path)
 
-    git = git_state()
     run_info = {
         "run_id": run_dir.run_id,
         "birdlab_version": __version__,
