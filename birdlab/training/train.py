@@ -287,15 +287,13 @@ def _loss_and_metric(config: TrainConfig) -> tuple[keras.losses.Loss, keras.metr
     else:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
         metric = keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")
-        if members > 1:
-            from birdlab.training.members import MemberMeanAUC
+    if members == 1:
+        return loss, metric
+    from birdlab.training.members import MemberMeanAUC, MemberMeanLoss  # imports Keras
 
-            metric = MemberMeanAUC(members=members, curve="PR", multi_label=True, name="pr_auc")
-    if members > 1:
-        from birdlab.training.members import MemberMeanLoss
-
-        loss = MemberMeanLoss(loss, members=members)
-    return loss, metric
+    if config.teacher is None:
+        metric = MemberMeanAUC(members=members, curve="PR", multi_label=True, name="pr_auc")
+    return MemberMeanLoss(loss, members=members), metric
 
 
 @contextmanager
