@@ -228,13 +228,14 @@ def test_with_a_teacher_the_bench_scores_it_and_a_distilled_student(synthetic_qu
     assert "compute per audio second" in describe(result)
 
 
-def test_the_real_audio_preset_changes_only_the_data_use_crops_and_schedule():
-    from birdlab.training.config import TrainConfig, birdclef2021_brittany, load_config
+def test_the_real_audio_preset_changes_only_the_data_use_crops_schedule_and_members():
+    from birdlab.training.config import REAL_AUDIO_MEMBERS, TrainConfig, birdclef2021_brittany, load_config
 
     assert birdclef2021_brittany() == TrainConfig(), "the other presets keep their behaviour"
     real, base = load_config("real_audio"), birdclef2021_brittany()
     changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(real, f.name) != getattr(base, f.name)}
     assert changed == {"name", "validation_fraction", "crops_per_recording", "crop_energy_exponent", "batch_size",
-                       "learning_rate", "epochs", "early_stopping_patience", "max_train_seconds"}
+                       "learning_rate", "epochs", "early_stopping_patience", "max_train_seconds", "model"}
     assert real.validation_fraction == 0.0 and real.early_stopping_patience >= real.epochs  # trained to the end
-    assert (real.model, real.augment) == (base.model, base.augment)
+    assert real.model == dataclasses.replace(base.model, members=REAL_AUDIO_MEMBERS) and REAL_AUDIO_MEMBERS > 1
+    assert real.augment == base.augment
