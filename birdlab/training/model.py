@@ -138,7 +138,8 @@ def build_model(
         sees them (re the window's peak when config.db_reference is 'window_max'); it computes
         (x - mean) / std as x * (1 / std) + (-mean / std).
     Input: float32 (batch, n_mels, frames, 1) dB. Output: float32 (batch, n_species)
-    sigmoid probabilities, in the order of labels.csv.
+    sigmoid probabilities, in the order of labels.csv (with config.members > 1, the mean of the members'; each
+    member's output is the layer `member_output_name(k)`).
     """
     import keras
     from keras import layers

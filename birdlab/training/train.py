@@ -379,8 +379,8 @@ def _train_model(*, config: TrainConfig, data: TrainingData, roots: tuple[Path, 
     timer = epoch_timer_callback()
     callbacks.append(timer)
     fit_start = time.perf_counter()
-    history = fit_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                        verbose=2 if progress else 0)
+    history = fit_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+                            shuffle=False, verbose=2 if progress else 0)
     train_seconds = time.perf_counter() - fit_start
     model.save(run_dir.model_path)
 
