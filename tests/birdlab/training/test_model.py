@@ -50,6 +50,19 @@ def _log_mel_like(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(-80.0, 0.0, (n, *SPEC.input_shape)).astype(np.float32)
 
 
+def _tflite_outputs(flatbuffer: bytes, windows: np.ndarray) -> np.ndarray:
+    """The TF Lite model's outputs (n, n_species), one window per invoke as the device runs it."""
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for window in windows:
+        interpreter.set_tensor(inp["index"], window[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(outputs)
+
+
 def test_presets_respect_the_parameter_budget() -> None:
     for config, budget in ((model_lib.default(), model_lib.MAX_DEFAULT_PARAMETERS), (model_lib.tiny(), 10_000)):
         model = model_lib.build_model(config=config, input_shape=SPEC.input_shape, n_species=24,
@@ -78,15 +91,9 @@ def test_tflite_input_shape_is_static(tiny_tflite: bytes) -> None:
 
 
 def test_keras_and_tflite_agree(tiny_model: keras.Model, tiny_tflite: bytes, rng: np.random.Generator) -> None:
-    interpreter = Interpreter(model_content=tiny_tflite)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     batch = _log_mel_like(rng, 3)
-    expected = tiny_model.predict(batch, verbose=0)
-    for x, want in zip(batch, expected, strict=True):
-        interpreter.set_tensor(inp["index"], x[None])
-        interpreter.invoke()
-        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+    np.testing.assert_allclose(_tflite_outputs(tiny_tflite, batch), tiny_model.predict(batch, verbose=0),
+                               atol=KERAS_TFLITE_ATOL)
 
 
 def test_normalisation_is_inside_the_model(tiny_model: keras.Model, rng: np.random.Generator) -> None:
@@ -115,13 +122,8 @@ def test_window_max_reference_makes_the_model_blind_to_the_recorders_gain(rng: n
     assert np.abs(fixed.predict(shifted, verbose=0) - fixed.predict(x, verbose=0)).max() > 1e-3  # 'fixed' hears it
     flatbuffer = model_lib.convert_to_tflite(model)
     assert model_lib.tflite_op_names(flatbuffer)[0] == "MAX_POOL_2D"
-    interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    for window, want in zip(shifted, model.predict(x, verbose=0), strict=True):
-        interpreter.set_tensor(inp["index"], window[None])
-        interpreter.invoke()
-        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+    np.testing.assert_allclose(_tflite_outputs(flatbuffer, shifted), model.predict(x, verbose=0),
+                               atol=KERAS_TFLITE_ATOL)
     (tmp_path / "peak.tflite").write_bytes(flatbuffer)
     report = audit_tflite(tmp_path / "peak.tflite", floor="1.15.0")
     assert report.ok, report.to_text()
@@ -175,13 +177,7 @@ def test_members_are_averaged_inside_one_tflite_graph(rng: np.random.Generator, 
     flatbuffer = model_lib.convert_to_tflite(model)
     ops = model_lib.tflite_op_names(flatbuffer)
     assert ops.count("LOGISTIC") == members and ops.count("MUL") == 2  # the normalisation and the 1 / members
-    interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    for window, want in zip(x, each.mean(axis=1), strict=True):
-        interpreter.set_tensor(inp["index"], window[None])
-        interpreter.invoke()
-        np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], want, atol=KERAS_TFLITE_ATOL)
+    np.testing.assert_allclose(_tflite_outputs(flatbuffer, x), each.mean(axis=1), atol=KERAS_TFLITE_ATOL)
     (tmp_path / "members.tflite").write_bytes(flatbuffer)
     report = audit_tflite(tmp_path / "members.tflite", floor="1.15.0")
     assert report.ok, report.to_text()
